@@ -1,0 +1,37 @@
+"""tf_enas: joint architecture + optimizer search with response gradients (TensorFlow/Keras)."""
+from setuptools import find_packages, setup
+
+setup(
+    name="tf_enas",
+    version="0.1.0",
+    description="ENAS-style joint architecture and optimizer-hyperparameter search with "
+                "response gradients, in TensorFlow 2 / Keras 3.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["tf_enas", "tf_enas.*"]),
+    include_package_data=True,
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        "keras>=3.15,<4",
+        "keras-tuner>=1.4.8,<1.5",
+        "tensorflow-probability[tf]>=0.25,<0.26",
+        "tensorboard>=2.21,<2.22",
+        "absl-py>=2.1",
+        "numpy>=1.26",
+        "mnist1d>=0.0.2",
+        "scikit-learn>=1.4",
+        "matplotlib>=3.8",
+        "tqdm>=4.66",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"],
+    },
+    entry_points={
+        "console_scripts": [
+            "tf-enas-search=tf_enas.bin.search:run",
+            "tf-enas-train=tf_enas.bin.train:run",
+            "tf-enas-benchmark=tf_enas.bin.benchmark:run",
+        ],
+    },
+)
