@@ -197,10 +197,17 @@ class Controller(tf.Module):
             out.append(self._run(len(children), children=tf.constant(children))[1][:, index])
         return np.exp(np.stack(out, 1))
 
-    def reinforce_loss(self, children, rewards, extra_loss=None):
-        """REINFORCE loss with the current baseline (call inside a GradientTape)."""
+    def reinforce_loss(self, children, rewards, mask=None):
+        """REINFORCE loss with the current baseline (call inside a GradientTape).
+
+        mask: optional [B, D] 0/1 of the decisions that count (e.g. the active ones of a
+        conditional keras-tuner space); the others add neither log-prob nor entropy.
+        """
         cfg = self.config
         _, log_probs, entropies, skip_kl = self._run(tf.shape(children)[0], children=children)
+        if mask is not None:
+            mask = tf.cast(mask, log_probs.dtype)
+            log_probs, entropies = log_probs * mask, entropies * mask
         log_prob, entropy = tf.reduce_sum(log_probs, 1), tf.reduce_sum(entropies, 1)
         advantage = tf.stop_gradient(rewards - self.baseline)
         loss = (-tf.reduce_mean(advantage * log_prob)
@@ -209,8 +216,9 @@ class Controller(tf.Module):
         return loss, entropy
 
     @tf.function(autograph=False, reduce_retracing=True)
-    def update(self, children, rewards):
-        """One REINFORCE step on children [B, D] with rewards [B]; returns a dict of logs.
+    def update(self, children, rewards, mask=None):
+        """One REINFORCE step on children [B, D] with rewards [B] (mask: see
+        reinforce_loss); returns a dict of logs.
 
         The baseline is updated first (b ← decay·b + (1−decay)·mean R; the first update sets
         b = mean R), then φ ← Adam(∇_φ loss).
@@ -222,7 +230,7 @@ class Controller(tf.Module):
         self.baseline.assign(tf.where(self.num_updates == 0, mean_r,
                                       d * self.baseline + (1 - d) * mean_r))
         with tf.GradientTape() as tape:
-            loss, entropy = self.reinforce_loss(children, rewards)
+            loss, entropy = self.reinforce_loss(children, rewards, mask)
         grads = tape.gradient(loss, self.trainable_variables)
         return self.apply_gradients(grads) | {
             "controller/loss": loss, "controller/entropy": tf.reduce_mean(entropy),

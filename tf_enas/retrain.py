@@ -1,0 +1,74 @@
+"""Training a found child from scratch (after a search, and in `tf-enas-train`)."""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import keras
+import numpy as np
+
+from tf_enas.data import Splits
+
+OPTIMIZERS = ("adamw", "sgd")
+
+
+@dataclasses.dataclass
+class RetrainConfig:
+    """How a child is trained from scratch: `optimizer` with a cosine-decayed learning rate.
+
+    learning_rate and weight_decay are overridden by the child's own choices of the same
+    names when the search space has them (the joint search picks them).
+    """
+
+    epochs: int = 60
+    batch_size: int = 128
+    optimizer: str = "adamw"
+    learning_rate: float = 3e-3
+    weight_decay: float = 5e-2
+    momentum: float = 0.9
+    width: int | None = None      # None: the supernet's width
+    dropout: float = 0.0
+
+    def validate(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"retrain optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        for k in ("epochs", "batch_size"):
+            if getattr(self, k) < 1:
+                raise ValueError(f"retrain {k} must be >= 1, got {getattr(self, k)}")
+        if self.learning_rate <= 0 or self.weight_decay < 0:
+            raise ValueError("retrain learning_rate must be > 0 and weight_decay >= 0")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"retrain dropout must be in [0, 1), got {self.dropout}")
+        return self
+
+
+def make_optimizer(config: RetrainConfig, steps: int, hyperparameters: dict | None = None):
+    """AdamW (decoupled decay) or SGD-Nesterov (decoupled decay) with cosine decay to 0."""
+    hp = hyperparameters or {}
+    lr = float(hp.get("learning_rate", config.learning_rate))
+    wd = float(hp.get("weight_decay", config.weight_decay))
+    momentum = float(hp.get("momentum", config.momentum))
+    schedule = keras.optimizers.schedules.CosineDecay(lr, max(1, steps))
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(schedule, weight_decay=wd)
+    return keras.optimizers.SGD(schedule, momentum=momentum, nesterov=True, weight_decay=wd)
+
+
+def train(model: keras.Model, splits: Splits, config: RetrainConfig,
+          hyperparameters: dict | None = None, verbose: int = 0,
+          callbacks=()) -> dict:
+    """Trains `model` on splits' train set; returns val/test accuracy and seconds."""
+    config.validate()
+    steps = config.epochs * int(np.ceil(len(splits.x_train) / config.batch_size))
+    model.compile(
+        optimizer=make_optimizer(config, steps, hyperparameters),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"])
+    start = time.time()
+    model.fit(splits.x_train, splits.y_train, batch_size=config.batch_size,
+              epochs=config.epochs, verbose=verbose, callbacks=list(callbacks))
+    seconds = time.time() - start
+    _, val_acc = model.evaluate(splits.x_val, splits.y_val, batch_size=512, verbose=0)
+    _, test_acc = model.evaluate(splits.x_test, splits.y_test, batch_size=512, verbose=0)
+    return {"val_accuracy": float(val_acc), "test_accuracy": float(test_acc),
+            "train_seconds": seconds}

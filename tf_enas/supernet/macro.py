@@ -1,0 +1,229 @@
+"""The macro supernet: one weight set per op per layer, shared by every child.
+
+    x₀ = Stem(input);  x_i = BN_i(op_{a_i}(x_{i−1}) + Σ_{j<i} s_ij x_j);  logits = Head(x_{L−1})
+
+with x_{-1} = x₀ for the first layer and a stride-2 average pool of every stored output
+after each reduction layer (ENAS's pool layers, at L//3 − 1 and 2·L//3 − 1). A child
+(int32 vector, see space.py) picks a_i with `tf.switch_case` and s_ij by multiplication
+inside one traced graph, so sampling a new child never retraces.
+
+`child_model(child)` builds a standalone functional Keras model of that child from the
+same layers (ops, BatchNorm, stem, head), with or without the supernet's weights.
+"""
+from __future__ import annotations
+
+import functools
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_enas.space import SearchSpace
+from tf_enas.supernet.ops import BatchNorm, make_op
+
+_CONV = {1: keras.layers.Conv1D, 2: keras.layers.Conv2D}
+_AVGPOOL = {1: keras.layers.AveragePooling1D, 2: keras.layers.AveragePooling2D}
+_GAP = {1: keras.layers.GlobalAveragePooling1D, 2: keras.layers.GlobalAveragePooling2D}
+
+
+def reduction_layers(num_layers: int) -> tuple[int, ...]:
+    """Layers after which every stored output is pooled by 2 (ENAS's pool_layers)."""
+    d = num_layers // 3
+    return tuple(sorted({d - 1, 2 * d - 1} - {-1})) if d else ()
+
+
+def _merge(y, skips, bn, training, update_stats=True):
+    """BN(y + Σ skips): a layer's output from its op's output and its skip inputs."""
+    for s in skips:
+        y = y + s
+    return bn(y, training=training, update_stats=update_stats)
+
+
+@keras.saving.register_keras_serializable(package="tf_enas")
+class Stem(keras.layers.Layer):
+    """x₀ = BN(Conv_3(input)), to `width` channels."""
+
+    def __init__(self, width, rank=1, **kwargs):
+        super().__init__(**kwargs)
+        self.width, self.rank = width, rank
+        self.conv = _CONV[rank](width, 3, padding="same", use_bias=False, name="conv")
+        self.bn = BatchNorm(name="bn")
+
+    def build(self, input_shape):
+        self.conv.build(input_shape)
+        self.bn.build(tuple(input_shape[:-1]) + (self.width,))
+
+    def call(self, x, training=False, update_stats=True):
+        return self.bn(self.conv(x), training=training, update_stats=update_stats)
+
+    def get_config(self):
+        return super().get_config() | {"width": self.width, "rank": self.rank}
+
+
+@keras.saving.register_keras_serializable(package="tf_enas")
+class Head(keras.layers.Layer):
+    """logits = Dense(Dropout(GlobalAvgPool(ReLU(x))))."""
+
+    def __init__(self, num_classes, rank=1, dropout=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes, self.rank, self.dropout_rate = num_classes, rank, dropout
+        self.pool = _GAP[rank](name="pool")
+        self.dropout = keras.layers.Dropout(dropout, name="dropout")
+        self.dense = keras.layers.Dense(num_classes, name="dense")
+
+    def build(self, input_shape):
+        self.dense.build((input_shape[0], input_shape[-1]))
+
+    def call(self, x, training=False):
+        h = self.pool(tf.nn.relu(x))
+        if self.dropout_rate:
+            h = self.dropout(h, training=training)
+        return self.dense(h)
+
+    def get_config(self):
+        return super().get_config() | {"num_classes": self.num_classes, "rank": self.rank,
+                                       "dropout": self.dropout_rate}
+
+
+@keras.saving.register_keras_serializable(package="tf_enas")
+class ChildLayer(keras.layers.Layer):
+    """One layer of a fixed child: x_i = BN(op(x_{i−1}) + Σ skips); inputs [x, *skips]."""
+
+    def __init__(self, op, width, rank=1, **kwargs):
+        super().__init__(**kwargs)
+        self.op_name, self.width, self.rank = op, width, rank
+        self.op = make_op(op, width, rank)
+        self.bn = BatchNorm(name="bn")
+
+    def build(self, input_shape):
+        shape = input_shape[0] if isinstance(input_shape[0], (list, tuple)) else input_shape
+        self.op.build(shape)
+        self.bn.build(shape)
+
+    def call(self, inputs, training=False):
+        inputs = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+        return _merge(self.op(inputs[0], training=training), inputs[1:], self.bn, training)
+
+    def get_config(self):
+        return super().get_config() | {"op": self.op_name, "width": self.width,
+                                       "rank": self.rank}
+
+
+class SupernetLayer(keras.layers.Layer):
+    """Searched layer i: all ops with their own weights; the child's op runs by switch_case."""
+
+    def __init__(self, ops, width, rank=1, **kwargs):
+        super().__init__(**kwargs)
+        self.ops = [make_op(o, width, rank) for o in ops]
+        self.bn = BatchNorm(name="bn")
+
+    def build(self, input_shape):
+        for op in self.ops:
+            op.build(input_shape)
+        self.bn.build(input_shape)
+
+    def call(self, x, previous, op_index, skip_weights, training=False, update_stats=True):
+        branches = [functools.partial(op, x, training=training, update_stats=update_stats)
+                    for op in self.ops]
+        y = tf.switch_case(op_index, branches)
+        skips = [skip_weights[j] * previous[j] for j in range(len(previous))]
+        return _merge(y, skips, self.bn, training, update_stats)
+
+
+class Supernet(keras.Model):
+    """All children of `space` with shared weights: `supernet(x, child, training)`.
+
+    Args:
+      space: the SearchSpace (its architecture part).
+      input_shape: per-example shape, (length, channels) or (height, width, channels).
+      num_classes: output logits.
+      width: channels of every layer.
+      dropout: head dropout rate.
+    """
+
+    def __init__(self, space: SearchSpace, input_shape, num_classes, width=64, dropout=0.0,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if space.num_layers < 1:
+            raise ValueError("a supernet needs a space with at least one layer")
+        self.space, self.num_classes, self.width = space, num_classes, width
+        self.example_shape = tuple(input_shape)
+        self.rank = len(self.example_shape) - 1
+        if self.rank not in (1, 2):
+            raise ValueError(f"input_shape must be (length, channels) or (height, width, "
+                             f"channels), got {input_shape}")
+        self.dropout = dropout
+        self.reduce_after = reduction_layers(space.num_layers)
+        self.stem = Stem(width, self.rank, name="stem")
+        self.layers_ = [SupernetLayer(space.ops, width, self.rank, name=f"layer_{i}")
+                        for i in range(space.num_layers)]
+        self.reduce = _AVGPOOL[self.rank](2, padding="same", name="reduce")
+        self.head = Head(num_classes, self.rank, dropout, name="head")
+        self._op_index = tf.constant(space.op_index, tf.int32)
+        self.build((None, *self.example_shape))
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        self.stem.build(shape)
+        shape = shape[:-1] + (self.width,)
+        for i, layer in enumerate(self.layers_):
+            layer.build(shape)
+            if i in self.reduce_after:
+                shape = (shape[0], *[(s + 1) // 2 for s in shape[1:-1]], shape[-1])
+        self.head.build(shape)
+        self.built = True
+
+    def call(self, x, child, training=False, update_stats=True):
+        """Logits of `child` (int32 vector) on x. training=True normalizes by batch
+        moments; update_stats=False then leaves the moving moments alone, so the call is a
+        pure function of the weights (as `stateless_call` with `tf.switch_case` needs)."""
+        child = tf.convert_to_tensor(child, tf.int32)
+        skip_w = tf.cast(child, x.dtype)
+        h = self.stem(x, training=training, update_stats=update_stats)
+        outputs = []
+        for i, layer in enumerate(self.layers_):
+            weights = [skip_w[k] for k in self.space.skip_index[i]]
+            h = layer(h, outputs, child[self.space.op_index[i]], weights, training=training,
+                      update_stats=update_stats)
+            outputs.append(h)
+            if i in self.reduce_after:
+                outputs = [self.reduce(o) for o in outputs]
+                h = outputs[-1]
+        return self.head(h, training=training)
+
+    def child_model(self, child, inherit_weights: bool = True, width: int | None = None,
+                    dropout: float | None = None, name: str = "child") -> keras.Model:
+        """A standalone Keras model of exactly `child`, built from the same layers.
+
+        inherit_weights copies this supernet's weights (then width must be the supernet's);
+        otherwise the model starts from a fresh initialization (width may differ).
+        """
+        child = self.space.validate(child)
+        width = width or self.width
+        if inherit_weights and width != self.width:
+            raise ValueError("inherit_weights needs width equal to the supernet's width")
+        dropout = self.dropout if dropout is None else dropout
+        arch = self.space.architecture(child)
+        inp = keras.Input(self.example_shape, name="input")
+        stem = Stem(width, self.rank, name="stem")
+        h = stem(inp)
+        outputs, child_layers = [], []
+        for i, layer in enumerate(arch):
+            cl = ChildLayer(layer["op"], width, self.rank, name=f"layer_{i}")
+            child_layers.append(cl)
+            h = cl([h] + [outputs[j] for j in layer["skips"]])
+            outputs.append(h)
+            if i in self.reduce_after:
+                outputs = [_AVGPOOL[self.rank](2, padding="same", name=f"reduce_{i}_{j}")(o)
+                           for j, o in enumerate(outputs)]
+                h = outputs[-1]
+        head = Head(self.num_classes, self.rank, dropout, name="head")
+        model = keras.Model(inp, head(h), name=name)
+        if inherit_weights:
+            stem.set_weights(self.stem.get_weights())
+            head.set_weights(self.head.get_weights())
+            ops = self.space.layer_ops(child)
+            for cl, sl, o in zip(child_layers, self.layers_, ops):
+                cl.op.set_weights(sl.ops[o].get_weights())
+                cl.bn.set_weights(sl.bn.get_weights())
+        return model
