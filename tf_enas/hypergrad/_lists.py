@@ -13,6 +13,14 @@ def as_tensors(xs):
     return [tf.convert_to_tensor(x) for x in xs]
 
 
+def scalar(c, dtype):
+    """c as a tensor of dtype; Python numbers convert directly (tf.cast(0.1, tf.float64) would
+    round through float32)."""
+    if isinstance(c, (tf.Tensor, tf.Variable)) or hasattr(c, "dtype"):
+        return tf.cast(c, dtype)
+    return tf.constant(c, dtype)
+
+
 def zeros_for_none(grads, like):
     """g_i if g_i is not None else 0 (shape and dtype of like_i)."""
     return [tf.zeros_like(x) if g is None else tf.convert_to_tensor(g)
@@ -41,12 +49,12 @@ def sub(a, b):
 
 def scale(c, a):
     """c * a for a scalar c."""
-    return [tf.cast(c, x.dtype) * x for x in a]
+    return [scalar(c, x.dtype) * x for x in a]
 
 
 def axpy(c, x, y):
     """c * x + y for a scalar c."""
-    return [tf.cast(c, xi.dtype) * xi + yi for xi, yi in zip(x, y)]
+    return [scalar(c, xi.dtype) * xi + yi for xi, yi in zip(x, y)]
 
 
 def all_finite(a):

@@ -52,7 +52,7 @@ def conjugate_gradient(matvec, b, iterations, tol=1e-6, damping=0.0):
     dtype = b[0].dtype
     op = _with_damping(matvec, damping)
     b_norm = _lists.norm(b)
-    threshold = tf.cast(tol, dtype) * b_norm
+    threshold = _lists.scalar(tol, dtype) * b_norm
     x0 = [tf.zeros_like(t) for t in b]
     rs0 = _lists.dot(b, b)
     converged0 = tf.sqrt(rs0) <= threshold
@@ -101,9 +101,9 @@ def neumann(matvec, b, iterations, alpha, tol=0.0, damping=0.0):
     b = _check(b, "neumann")
     dtype = b[0].dtype
     op = _with_damping(matvec, damping)
-    alpha = tf.cast(alpha, dtype)
+    alpha = _lists.scalar(alpha, dtype)
     b_norm = _lists.norm(b)
-    threshold = tf.cast(tol, dtype) * b_norm
+    threshold = _lists.scalar(tol, dtype) * b_norm
     # Slack for round-off only: a symmetric contraction never grows ||v_k|| in exact arithmetic.
     growth = tf.constant(1.0 + 64 * np.finfo(dtype.as_numpy_dtype).eps, dtype)
     partial0 = [tf.zeros_like(t) for t in b]
@@ -147,13 +147,13 @@ def dense_solve(matrix, b, tol=1e-6, damping=0.0):
     b = _check(b, "dense_solve")
     dtype = b[0].dtype
     n = _lists.num_elements(b)
-    a = matrix + tf.cast(damping, dtype) * tf.eye(n, dtype=dtype)
+    a = matrix + _lists.scalar(damping, dtype) * tf.eye(n, dtype=dtype)
     rhs = _lists.flatten(b)
     x = tf.linalg.solve(a, rhs[:, None])[:, 0]
     residual = tf.norm(rhs - tf.linalg.matvec(a, x))
     min_eig = tf.reduce_min(tf.linalg.eigvalsh(0.5 * (a + tf.transpose(a))))
     finite = tf.reduce_all(tf.math.is_finite(x))
-    converged = finite & (residual <= tf.cast(tol, dtype) * tf.norm(rhs))
+    converged = finite & (residual <= _lists.scalar(tol, dtype) * tf.norm(rhs))
     info = SolverInfo(tf.constant(0, tf.int32), residual, converged, min_eig <= 0,
                       tf.logical_not(finite))
     return _lists.unflatten(x, b), info
