@@ -15,11 +15,10 @@ def hyperparameters(hparams, dtype, learning_rate, momentum, beta2=0.999, epsilo
                     eps_root=1e-16):
     """The optimizer's scalars; each given as a float or as a callable of hparams (a list)."""
     def value(name, v):
-        v = v(hparams) if callable(v) else v
-        v = tf.convert_to_tensor(v)
+        v = _lists.scalar(v(hparams) if callable(v) else v, dtype)
         if v.shape.rank not in (None, 0):
             raise ValueError(f"optimizer hyperparameter {name} must be a scalar, got shape {v.shape}")
-        return tf.cast(v, dtype)
+        return v
     return {"learning_rate": value("learning_rate", learning_rate),
             "momentum": value("momentum", momentum), "beta2": value("beta2", beta2),
             "epsilon": value("epsilon", epsilon), "eps_root": value("eps_root", eps_root)}
