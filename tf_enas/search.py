@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_enas import data as data_lib
+from tf_enas import files
 from tf_enas import retrain as retrain_lib
 from tf_enas.controller import Controller, ControllerConfig
 from tf_enas.space import OPS, SearchSpace
@@ -84,14 +85,6 @@ class SearchConfig:
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self) | {"ops": list(self.ops)}
-
-
-def _write_json(path: str, obj) -> None:
-    """Atomic JSON write: a temporary file renamed over `path`."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, default=lambda o: o.item() if hasattr(o, "item") else str(o))
-    os.replace(tmp, path)
 
 
 class Search:
@@ -294,7 +287,7 @@ class Search:
                 derived = json.load(f)
         else:
             derived = self.derive()
-            _write_json(derived_path, derived)
+            files.write_json(derived_path, derived)
         child = self.space.parse(derived["child"])
         c = self.config
         keras.utils.set_random_seed(c.seed)
@@ -302,9 +295,7 @@ class Search:
                                           dropout=c.retrain.dropout)
         metrics = retrain_lib.train(model, self.splits, c.retrain, derived["hyperparameters"],
                                     verbose=2 if self.verbose else 0)
-        model_path = os.path.join(self.output_dir, "model.keras")
-        model.save(model_path + ".tmp.keras")
-        os.replace(model_path + ".tmp.keras", model_path)
+        files.save_model(model, os.path.join(self.output_dir, "model.keras"))
         result = {
             "dataset": c.dataset, "seed": c.seed,
             "architecture": derived["child"],
@@ -322,5 +313,5 @@ class Search:
             "history": history,
             "config": c.to_json(),
         }
-        _write_json(os.path.join(self.output_dir, "result.json"), result)
+        files.write_json(os.path.join(self.output_dir, "result.json"), result)
         return result

@@ -202,28 +202,33 @@ class Supernet(keras.Model):
         width = width or self.width
         if inherit_weights and width != self.width:
             raise ValueError("inherit_weights needs width equal to the supernet's width")
-        dropout = self.dropout if dropout is None else dropout
-        arch = self.space.architecture(child)
-        inp = keras.Input(self.example_shape, name="input")
-        stem = Stem(width, self.rank, name="stem")
-        h = stem(inp)
-        outputs, child_layers = [], []
-        for i, layer in enumerate(arch):
-            cl = ChildLayer(layer["op"], width, self.rank, name=f"layer_{i}")
-            child_layers.append(cl)
-            h = cl([h] + [outputs[j] for j in layer["skips"]])
-            outputs.append(h)
-            if i in self.reduce_after:
-                outputs = [_AVGPOOL[self.rank](2, padding="same", name=f"reduce_{i}_{j}")(o)
-                           for j, o in enumerate(outputs)]
-                h = outputs[-1]
-        head = Head(self.num_classes, self.rank, dropout, name="head")
-        model = keras.Model(inp, head(h), name=name)
+        model = build_child_model(self.space, child, self.example_shape, self.num_classes,
+                                  width, self.dropout if dropout is None else dropout, name)
         if inherit_weights:
-            stem.set_weights(self.stem.get_weights())
-            head.set_weights(self.head.get_weights())
-            ops = self.space.layer_ops(child)
-            for cl, sl, o in zip(child_layers, self.layers_, ops):
+            model.get_layer("stem").set_weights(self.stem.get_weights())
+            model.get_layer("head").set_weights(self.head.get_weights())
+            for i, (sl, o) in enumerate(zip(self.layers_, self.space.layer_ops(child))):
+                cl = model.get_layer(f"layer_{i}")
                 cl.op.set_weights(sl.ops[o].get_weights())
                 cl.bn.set_weights(sl.bn.get_weights())
         return model
+
+
+def build_child_model(space: SearchSpace, child, input_shape, num_classes: int, width: int,
+                      dropout: float = 0.0, name: str = "child") -> keras.Model:
+    """Functional Keras model of `child` (fresh weights): Stem, ChildLayers, Head."""
+    child = space.validate(child)
+    rank = len(input_shape) - 1
+    reduce_after = reduction_layers(space.num_layers)
+    inp = keras.Input(tuple(input_shape), name="input")
+    h = Stem(width, rank, name="stem")(inp)
+    outputs = []
+    for i, layer in enumerate(space.architecture(child)):
+        h = ChildLayer(layer["op"], width, rank, name=f"layer_{i}")(
+            [h] + [outputs[j] for j in layer["skips"]])
+        outputs.append(h)
+        if i in reduce_after:
+            outputs = [_AVGPOOL[rank](2, padding="same", name=f"reduce_{i}_{j}")(o)
+                       for j, o in enumerate(outputs)]
+            h = outputs[-1]
+    return keras.Model(inp, Head(num_classes, rank, dropout, name="head")(h), name=name)

@@ -1,0 +1,379 @@
+"""Cost of the hypergradient engine, measured side by side in one process.
+
+``measure(quick)`` times, for an MLP and a small CNN on MNIST-1D (float32):
+  * one HVP / one gradient (both HVP modes), eager vs tf.function vs XLA;
+  * implicit hypergradient with CG(10) / one gradient;
+  * unrolled K steps (reverse mode, tf.while_loop and an unrolled Python loop) / K plain
+    training steps, plus forward mode;
+  * peak memory of reverse vs forward mode for K = 10, 100, 1000.
+Every time is the median over repeats after a warm-up call, with the compared functions
+interleaved round by round so that machine noise hits them alike. ``markdown(result)``
+renders the "## hypergrad" section of BENCHMARKS.md.
+"""
+import gc
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from tf_enas import hypergrad
+from tf_enas.hypergrad.hvp import MODES, REVERSE_OVER_REVERSE, gradient
+from tf_enas.hypergrad import inner_loop
+from tf_enas.hypergrad import optimizers as optimizers_lib
+
+COMMAND = ("python -c \"from tf_enas.benchmarks import hypergrad_cost as h; "
+           "print(h.markdown(h.measure()))\"")
+
+
+# ------------------------------------------------------------------------- helpers
+def _block(out):
+    for t in tf.nest.flatten(out):
+        if hasattr(t, "numpy"):
+            t.numpy()
+
+
+def _side_by_side(fns, repeats):
+    """{name: median seconds} with one warm-up call each, then `repeats` interleaved rounds."""
+    for fn in fns.values():
+        _block(fn())
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            _block(fn())
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def _timed_first_call(fn):
+    start = time.perf_counter()
+    _block(fn())
+    return time.perf_counter() - start
+
+
+def _ce(y, logits):
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits)
+
+
+def _data():
+    from mnist1d.data import get_dataset_args, make_dataset
+    d = make_dataset(get_dataset_args())
+    x = d["x"].astype(np.float32)
+    x = (x - x.mean()) / x.std()
+    return x, d["y"].astype(np.int32)
+
+
+def _models():
+    """name -> (builder of a fresh Keras model, input reshaper)."""
+    import keras
+
+    def mlp():
+        return keras.Sequential([keras.Input((40,)),
+                                 keras.layers.Dense(256, activation="relu"),
+                                 keras.layers.Dense(256, activation="relu"),
+                                 keras.layers.Dense(10)])
+
+    def cnn():
+        return keras.Sequential([
+            keras.Input((40, 1)),
+            keras.layers.Conv1D(32, 5, padding="same", activation="relu"),
+            keras.layers.Conv1D(32, 5, strides=2, padding="same", activation="relu"),
+            keras.layers.Conv1D(32, 5, strides=2, padding="same", activation="relu"),
+            keras.layers.Flatten(), keras.layers.Dense(10)])
+
+    return {"mlp": (mlp, lambda x: x), "cnn": (cnn, lambda x: x[..., None])}
+
+
+def _regularized(f, n_params):
+    """train_loss(params, hparams) = CE + sum_i exp(h_i) |W_i|^2 / 2 (one log-decay per tensor)."""
+    def train_loss(params, hparams):
+        decay = tf.add_n([tf.exp(hparams[0][i]) * tf.reduce_sum(params[i] ** 2) / 2
+                          for i in range(n_params)])
+        return f(params) + decay
+    return train_loss
+
+
+# -------------------------------------------------------------------- measurements
+def _per_model(name, build, shape, x, y, quick):
+    import keras
+    keras.utils.set_random_seed(0)
+    model = build()
+    f = hypergrad.functional_loss(model, _ce)
+    params = hypergrad.model_params(model)
+    n = len(params)
+    batch = 512
+    xb, yb = tf.constant(shape(x[:batch])), tf.constant(y[:batch])
+    xv, yv = tf.constant(shape(x[3200:3200 + batch])), tf.constant(y[3200:3200 + batch])
+    loss = lambda ps: f(ps, xb, yb)  # noqa: E731
+    vec = [tf.random.stateless_normal(p.shape, [1, i]) for i, p in enumerate(params)]
+    repeats = 5 if quick else 20
+
+    grad_eager = lambda ps: gradient(loss, ps)[1]  # noqa: E731
+    hvp_eager = {m: (lambda ps, vs, m=m: hypergrad.hvp(loss, ps, vs, mode=m))
+                 for m in MODES}
+    grad_fn = tf.function(grad_eager)
+    grad_xla = tf.function(grad_eager, jit_compile=True)
+    hvp_fns = {m: tf.function(fn) for m, fn in hvp_eager.items()}
+    hvp_xla = {m: tf.function(fn, jit_compile=True) for m, fn in hvp_eager.items()}
+
+    train_loss = _regularized(loss, n)
+    val_loss = lambda ps, hs: f(ps, xv, yv)  # noqa: E731
+    hparams = [tf.fill([n], tf.math.log(1e-4))]
+    # Damping 1.0 keeps the (indefinite, freshly initialized) Hessian's CG running all 10
+    # iterations; the run's info is reported next to the time.
+    implicit = tf.function(lambda ps, hs: hypergrad.implicit_hypergradient(
+        train_loss, val_loss, ps, hs, method="cg", iterations=10, tol=0.0, damping=1.0))
+    _, info = implicit(params, hparams)
+
+    default = REVERSE_OVER_REVERSE
+    fns = {"grad": lambda: grad_fn(params), "grad_xla": lambda: grad_xla(params),
+           "implicit_cg10": lambda: implicit(params, hparams)}
+    for m in MODES:
+        fns["hvp_" + m] = lambda m=m: hvp_fns[m](params, vec)
+        fns["hvp_xla_" + m] = lambda m=m: hvp_xla[m](params, vec)
+    t = _side_by_side(fns, repeats)
+    eager = _side_by_side({"grad": lambda: grad_eager(params),
+                           "hvp": lambda: hvp_eager[default](params, vec)},
+                          max(3, repeats // 4))
+
+    out = {
+        "params": int(sum(int(np.prod(p.shape)) for p in params)), "batch": batch,
+        "grad_ms": 1e3 * t["grad"],
+        "hvp_over_grad": {m: t["hvp_" + m] / t["grad"] for m in MODES},
+        "hvp_ms": {"eager": 1e3 * eager["hvp"], "tf.function": 1e3 * t["hvp_" + default],
+                   "xla": 1e3 * t["hvp_xla_" + default]},
+        "hvp_xla_over_grad_xla": {m: t["hvp_xla_" + m] / t["grad_xla"] for m in MODES},
+        "grad_ms_modes": {"eager": 1e3 * eager["grad"], "tf.function": 1e3 * t["grad"],
+                          "xla": 1e3 * t["grad_xla"]},
+        "cg10_over_grad": t["implicit_cg10"] / t["grad"],
+        "cg10_iterations": int(info.iterations),
+        "cg10_negative_curvature": bool(info.negative_curvature),
+    }
+    out["unrolled"] = _unrolled(f, params, shape, x, y, quick)
+    return out
+
+
+def _minibatch_losses(f, shape, x, y, batch, n_params):
+    xs = tf.constant(shape(x[:3200]))
+    ys = tf.constant(y[:3200])
+    n_batches = 3200 // batch
+    xv, yv = tf.constant(shape(x[3200:3200 + 512])), tf.constant(y[3200:3200 + 512])
+
+    def train_loss(params, hparams, step):
+        i = (step % n_batches) * batch
+        loss = f(params, xs[i:i + batch], ys[i:i + batch])
+        return loss + tf.exp(hparams[1]) * tf.add_n(
+            [tf.reduce_sum(p ** 2) for p in params[:n_params]]) / 2
+
+    return train_loss, lambda ps, hs: f(ps, xv, yv)
+
+
+def _python_loop_unrolled(train_loss, val_loss, params, hparams, steps, learning_rate):
+    """Reference variant for the loop-choice measurement: the same steps, a Python loop."""
+    opt = optimizers_lib.get("sgd")
+    with tf.GradientTape() as tape:
+        tape.watch(hparams)
+        hyper = inner_loop.hyperparameters(hparams, params[0].dtype, learning_rate, 0.0)
+        w, s = list(params), []
+        for t in range(steps):
+            w, s = inner_loop.train_step(train_loss, opt, w, s, hparams, hyper, tf.constant(t))
+        loss = val_loss(w, hparams)
+    return tape.gradient(loss, hparams), w
+
+
+def _unrolled(f, params, shape, x, y, quick):
+    steps = 20
+    train_loss, val_loss = _minibatch_losses(f, shape, x, y, 128, len(params))
+    hparams = [tf.constant(np.log(0.05), tf.float32), tf.constant(np.log(1e-4), tf.float32)]
+    lr = lambda h: tf.exp(h[0])  # noqa: E731
+    opt = optimizers_lib.get("sgd")
+    k = tf.constant(steps)
+
+    @tf.function
+    def plain(ps, hs):
+        hyper = inner_loop.hyperparameters(hs, tf.float32, lr, 0.0)
+        return inner_loop.run(train_loss, opt, ps, [], hs, hyper, 0, k)[0]
+
+    reverse = tf.function(lambda ps, hs: hypergrad.unrolled_hypergradient(
+        train_loss, val_loss, ps, hs, k, learning_rate=lr))
+    forward = tf.function(lambda ps, hs: hypergrad.forward_hypergradient(
+        train_loss, val_loss, ps, hs, k, learning_rate=lr))
+    python_loop = tf.function(lambda ps, hs: _python_loop_unrolled(
+        train_loss, val_loss, ps, hs, steps, lr))
+    fns = {"plain": lambda: plain(params, hparams), "reverse": lambda: reverse(params, hparams),
+           "forward": lambda: forward(params, hparams),
+           "python_loop": lambda: python_loop(params, hparams)}
+    first = {name: _timed_first_call(fn) for name, fn in fns.items()}
+    t = _side_by_side(fns, 3 if quick else 10)
+    return {"steps": steps, "batch": 128, "hparams": 2,
+            "reverse_over_plain": t["reverse"] / t["plain"],
+            "python_loop_over_plain": t["python_loop"] / t["plain"],
+            "forward_over_plain": t["forward"] / t["plain"],
+            "trace_s": {"while_loop": first["reverse"] - t["reverse"],
+                        "python_loop": first["python_loop"] - t["python_loop"]}}
+
+
+# ------------------------------------------------------------------------ memory
+def _rss_kib(field):
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _memory_probe():
+    """(description, measure(fn) -> peak bytes above the pre-call level)."""
+    if tf.config.list_physical_devices("GPU"):
+        def measure(fn):
+            tf.config.experimental.reset_memory_stats("GPU:0")
+            base = tf.config.experimental.get_memory_info("GPU:0")["current"]
+            _block(fn())
+            return tf.config.experimental.get_memory_info("GPU:0")["peak"] - base
+        return "GPU:0 peak allocated bytes (tf.config.experimental.get_memory_info)", measure
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return None, None
+
+    def measure(fn):
+        gc.collect()
+        base = _rss_kib("VmRSS")
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM (peak RSS) to the current RSS
+        _block(fn())
+        return 1024 * (_rss_kib("VmHWM") - base)
+    return ("CPU proxy: peak resident set size above the pre-call RSS (VmHWM after a reset "
+            "through /proc/self/clear_refs); includes allocator slack, excludes memory "
+            "that an earlier call left mapped"), measure
+
+
+def _memory(x, y, quick):
+    import keras
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((40,)), keras.layers.Dense(128, activation="relu"),
+                              keras.layers.Dense(10)])
+    f = hypergrad.functional_loss(model, _ce)
+    params = hypergrad.model_params(model)
+    train_loss, val_loss = _minibatch_losses(f, lambda a: a, x, y, 64, len(params))
+    hparams = [tf.constant(np.log(0.05), tf.float32), tf.constant(np.log(1e-4), tf.float32)]
+    lr = lambda h: tf.exp(h[0])  # noqa: E731
+    reverse = tf.function(lambda ps, hs, k: hypergrad.unrolled_hypergradient(
+        train_loss, val_loss, ps, hs, k, learning_rate=lr))
+    forward = tf.function(lambda ps, hs, k: hypergrad.forward_hypergradient(
+        train_loss, val_loss, ps, hs, k, learning_rate=lr))
+    description, probe = _memory_probe()
+    _block(reverse(params, hparams, tf.constant(2)))
+    _block(forward(params, hparams, tf.constant(2)))
+    rows = []
+    for k in (10, 100, 1000):
+        row = {"K": k}
+        for name, fn in (("reverse", reverse), ("forward", forward)):
+            start = time.perf_counter()
+            row[name + "_bytes"] = (probe(lambda: fn(params, hparams, tf.constant(k)))
+                                    if probe else None)
+            row[name + "_s"] = time.perf_counter() - start
+        rows.append(row)
+    return {"method": description or "unavailable (no GPU and /proc/self/clear_refs not "
+                                      "writable)",
+            "model": "MLP 40-128-10, batch 64, SGD, 2 hyperparameters (log lr, log decay)",
+            "params": int(sum(int(np.prod(p.shape)) for p in params)),
+            "param_bytes": 4 * int(sum(int(np.prod(p.shape)) for p in params)),
+            "rows": rows}
+
+
+def measure(quick: bool = False) -> dict:
+    """All cost ratios as a dict (see module docstring); quick=True: fewer repeats (~1 min)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    start = time.perf_counter()
+    x, y = _data()
+    gpus = tf.config.list_physical_devices("GPU")
+    result = {
+        "quick": quick, "tensorflow": tf.__version__,
+        "device": (f"GPU: {gpus[0].name}" if gpus else
+                   f"CPU: {platform.processor() or platform.machine()}, "
+                   f"{os.cpu_count()} logical cores"),
+        "dtype": "float32",
+        "timing": ("median of %d repeats after one warm-up call, compared functions "
+                   "interleaved" % (5 if quick else 20)),
+        "models": {},
+    }
+    for name, (build, shape) in _models().items():
+        result["models"][name] = _per_model(name, build, shape, x, y, quick)
+    result["memory"] = _memory(x, y, quick)
+    result["wall_s"] = time.perf_counter() - start
+    return result
+
+
+# ------------------------------------------------------------------------ report
+def markdown(result: dict) -> str:
+    """The "## hypergrad" section of BENCHMARKS.md for a measure() result."""
+    models = result["models"]
+    names = list(models)
+    lines = [
+        "## hypergrad", "",
+        f"Regenerate: `{COMMAND}` (quick check: `measure(quick=True)`).", "",
+        f"{result['device']}; TensorFlow {result['tensorflow']}; {result['dtype']}; "
+        f"{result['timing']}. Ratios are of times measured side by side in one process"
+        + (" (quick run: fewer repeats, noisier)." if result["quick"] else "."), "",
+        "| ratio | goal | " + " | ".join(names) + " |",
+        "|---|---|" + "---|" * len(names),
+    ]
+
+    def row(label, goal, fmt):
+        lines.append(f"| {label} | {goal} | " + " | ".join(fmt(models[n]) for n in names) + " |")
+
+    row("parameters", "", lambda m: f"{m['params']:,}")
+    row("one gradient (ms, tf.function, batch 512)", "", lambda m: f"{m['grad_ms']:.2f}")
+    row("HVP / grad, reverse-over-reverse (default)", "<= 2.5",
+        lambda m: f"{m['hvp_over_grad']['reverse_over_reverse']:.2f}")
+    row("HVP / grad, forward-over-reverse", "<= 2.5",
+        lambda m: f"{m['hvp_over_grad']['forward_over_reverse']:.2f}")
+    row("HVP / grad under XLA, reverse-over-reverse", "",
+        lambda m: f"{m['hvp_xla_over_grad_xla']['reverse_over_reverse']:.2f}")
+    row("HVP / grad under XLA, forward-over-reverse", "",
+        lambda m: f"{m['hvp_xla_over_grad_xla']['forward_over_reverse']:.2f}")
+    row("implicit hypergradient, CG(10) / grad", "<= 25",
+        lambda m: f"{m['cg10_over_grad']:.1f} ({m['cg10_iterations']} it."
+                  + (", neg. curv." if m["cg10_negative_curvature"] else "") + ")")
+    row("unrolled reverse, K steps / K plain steps (tf.while_loop)", "<= 3",
+        lambda m: f"{m['unrolled']['reverse_over_plain']:.2f}")
+    row("unrolled reverse, Python loop / K plain steps", "",
+        lambda m: f"{m['unrolled']['python_loop_over_plain']:.2f}")
+    row("forward mode (2 hparams), K steps / K plain steps", "",
+        lambda m: f"{m['unrolled']['forward_over_plain']:.2f}")
+    row("trace + first call overhead, while_loop / Python loop (s)", "",
+        lambda m: f"{m['unrolled']['trace_s']['while_loop']:.1f} / "
+                  f"{m['unrolled']['trace_s']['python_loop']:.1f}")
+    u = models[names[0]]["unrolled"]
+    lines += ["", f"Unrolled: SGD, K = {u['steps']}, minibatch {u['batch']}, "
+              f"{u['hparams']} hyperparameters (log learning rate, log weight decay); "
+              "the implicit run tunes one log weight decay per weight tensor, damping 1.0.", "",
+              "HVP time (ms) by execution mode (default reverse-over-reverse):", "",
+              "| model | eager | tf.function | XLA (jit_compile) |", "|---|---|---|---|"]
+    for n in names:
+        h = models[n]["hvp_ms"]
+        lines.append(f"| {n} | {h['eager']:.2f} | {h['tf.function']:.2f} | {h['xla']:.2f} |")
+    mem = result["memory"]
+    lines += ["", f"Peak memory, reverse vs forward mode ({mem['model']}; "
+              f"{mem['params']:,} parameters = {mem['param_bytes'] / 2**10:.0f} KiB). "
+              f"Measured as: {mem['method']}.", "",
+              "| K | reverse (MiB) | forward (MiB) | reverse (s) | forward (s) |",
+              "|---|---|---|---|---|"]
+
+    def mib(b):
+        return "n/a" if b is None else f"{b / 2**20:.1f}"
+
+    for r in mem["rows"]:
+        lines.append(f"| {r['K']} | {mib(r['reverse_bytes'])} | {mib(r['forward_bytes'])} | "
+                     f"{r['reverse_s']:.2f} | {r['forward_s']:.2f} |")
+    lines += ["", f"(measure() took {result['wall_s']:.0f} s.)", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown(measure(quick=True)))
