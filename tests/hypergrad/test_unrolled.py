@@ -10,6 +10,8 @@ and, backpropagating only through the last T steps (w_{K-T} held constant),
     dc_K/dlog(eta)|_T = -eta (a + lam) T m^{K-1} (c_0 - beta).
 As K -> inf, dc/dlam -> -beta/(a+lam) (the implicit answer) and dc/dlog(eta) -> 0.
 """
+import functools
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -68,12 +70,20 @@ def closed_form(a, b, w0, c, d, steps, truncate=None):
 
 
 def make_fn(method, train_loss, val_loss, truncate=None, trace_log=None):
-    impl = unrolled_hypergradient if method == "reverse" else forward_hypergradient
+    """tf.function of a method: "forward", "reverse" (tensor steps: tf.while_loop), or
+    "reverse_python" (steps baked in as a Python int: unrolled Python loop)."""
+    if method == "forward":
+        impl = forward_hypergradient
+    else:
+        impl = functools.partial(unrolled_hypergradient,
+                                 loop="python" if method == "reverse_python" else "while")
 
     @tf.function
     def fn(params, hparams, steps):
         if trace_log is not None:
             trace_log.append(1)
+        if method == "reverse_python":
+            steps = int(steps)
         return impl(train_loss, val_loss, params, hparams, steps, optimizer="sgd",
                     learning_rate=lambda h: tf.exp(h[1]), truncate=truncate)
     return fn
@@ -83,7 +93,7 @@ def hparams0():
     return [tf.constant(LAM, tf.float64), tf.constant(np.log(ETA), tf.float64)]
 
 
-@pytest.mark.parametrize("method", ["reverse", "forward"])
+@pytest.mark.parametrize("method", ["reverse", "reverse_python", "forward"])
 @pytest.mark.parametrize("truncate", [None, 4, 30], ids=["full", "truncate4", "truncate_ge_K"])
 def test_gd_on_quadratic_matches_matrix_polynomial(method, truncate):
     a, b, w0, c, d = quadratic()
@@ -91,7 +101,7 @@ def test_gd_on_quadratic_matches_matrix_polynomial(method, truncate):
     steps = 12
     ref_lam, ref_eta, ref_w = closed_form(a, b, w0, c, d, steps, truncate)
     grads, final = make_fn(method, train_loss, val_loss, truncate)(
-        [tf.constant(w0)], hparams0(), tf.constant(steps))
+        [tf.constant(w0)], hparams0(), steps if method == "reverse_python" else tf.constant(steps))
     err = max(rel_err(grads[0], ref_lam), rel_err(grads[1], ref_eta))
     print(f"quadratic GD {method} truncate={truncate}: rel err {err:.2e}")
     assert err <= 1e-6
@@ -224,5 +234,9 @@ def test_bad_arguments_raise():
         unrolled_hypergradient(*args, 3, optimizer="rmsprop")
     with pytest.raises(ValueError, match="steps"):
         forward_hypergradient(*args, -1)
+    with pytest.raises(ValueError, match="loop"):
+        unrolled_hypergradient(*args, 3, loop="sideways")
+    with pytest.raises(ValueError, match="Python ints"):
+        tf.function(lambda k: unrolled_hypergradient(*args, k, loop="python"))(tf.constant(3))
     with pytest.raises(ValueError, match="hparams is empty"):
         unrolled_hypergradient(train_loss, val_loss, [tf.constant(w0)], [], 3)
