@@ -171,21 +171,8 @@ def _minibatch_losses(f, shape, x, y, batch, n_params):
     return train_loss, lambda ps, hs: f(ps, xv, yv)
 
 
-def _python_loop_unrolled(train_loss, val_loss, params, hparams, steps, learning_rate):
-    """Reference variant for the loop-choice measurement: the same steps, a Python loop."""
-    opt = optimizers_lib.get("sgd")
-    with tf.GradientTape() as tape:
-        tape.watch(hparams)
-        hyper = inner_loop.hyperparameters(hparams, params[0].dtype, learning_rate, 0.0)
-        w, s = list(params), []
-        for t in range(steps):
-            w, s = inner_loop.train_step(train_loss, opt, w, s, hparams, hyper, tf.constant(t))
-        loss = val_loss(w, hparams)
-    return tape.gradient(loss, hparams), w
-
-
 def _unrolled(f, params, shape, x, y, quick):
-    steps = 20
+    steps = 10 if quick else 20
     train_loss, val_loss = _minibatch_losses(f, shape, x, y, 128, len(params))
     hparams = [tf.constant(np.log(0.05), tf.float32), tf.constant(np.log(1e-4), tf.float32)]
     lr = lambda h: tf.exp(h[0])  # noqa: E731
@@ -198,11 +185,11 @@ def _unrolled(f, params, shape, x, y, quick):
         return inner_loop.run(train_loss, opt, ps, [], hs, hyper, 0, k)[0]
 
     reverse = tf.function(lambda ps, hs: hypergrad.unrolled_hypergradient(
-        train_loss, val_loss, ps, hs, k, learning_rate=lr))
+        train_loss, val_loss, ps, hs, k, learning_rate=lr, loop="while"))
     forward = tf.function(lambda ps, hs: hypergrad.forward_hypergradient(
         train_loss, val_loss, ps, hs, k, learning_rate=lr))
-    python_loop = tf.function(lambda ps, hs: _python_loop_unrolled(
-        train_loss, val_loss, ps, hs, steps, lr))
+    python_loop = tf.function(lambda ps, hs: hypergrad.unrolled_hypergradient(
+        train_loss, val_loss, ps, hs, steps, learning_rate=lr, loop="python"))
     fns = {"plain": lambda: plain(params, hparams), "reverse": lambda: reverse(params, hparams),
            "forward": lambda: forward(params, hparams),
            "python_loop": lambda: python_loop(params, hparams)}
@@ -263,19 +250,28 @@ def _memory(x, y, quick):
     hparams = [tf.constant(np.log(0.05), tf.float32), tf.constant(np.log(1e-4), tf.float32)]
     lr = lambda h: tf.exp(h[0])  # noqa: E731
     reverse = tf.function(lambda ps, hs, k: hypergrad.unrolled_hypergradient(
-        train_loss, val_loss, ps, hs, k, learning_rate=lr))
+        train_loss, val_loss, ps, hs, k, learning_rate=lr, loop="while"))
+    python_loop = tf.function(lambda ps, hs, k: hypergrad.unrolled_hypergradient(
+        train_loss, val_loss, ps, hs, k, learning_rate=lr, loop="python"))
     forward = tf.function(lambda ps, hs, k: hypergrad.forward_hypergradient(
         train_loss, val_loss, ps, hs, k, learning_rate=lr))
     description, probe = _memory_probe()
     _block(reverse(params, hparams, tf.constant(2)))
     _block(forward(params, hparams, tf.constant(2)))
     rows = []
+    python_ks = (10,) if quick else (10, 100)  # a Python loop traces O(K): not at K = 1000
     for k in (10, 100, 1000):
         row = {"K": k}
-        for name, fn in (("reverse", reverse), ("forward", forward)):
+        # Smallest expected footprint first, so that memory left mapped by an earlier run
+        # hides as little as possible of a later one.
+        runs = [("forward", lambda: forward(params, hparams, tf.constant(k)))]
+        if k in python_ks:
+            _block(python_loop(params, hparams, k))  # trace outside the measurement
+            runs.append(("python", lambda: python_loop(params, hparams, k)))
+        runs.append(("reverse", lambda: reverse(params, hparams, tf.constant(k))))
+        for name, fn in runs:
             start = time.perf_counter()
-            row[name + "_bytes"] = (probe(lambda: fn(params, hparams, tf.constant(k)))
-                                    if probe else None)
+            row[name + "_bytes"] = probe(fn) if probe else None
             row[name + "_s"] = time.perf_counter() - start
         rows.append(row)
     return {"method": description or "unavailable (no GPU and /proc/self/clear_refs not "
@@ -340,10 +336,10 @@ def markdown(result: dict) -> str:
     row("implicit hypergradient, CG(10) / grad", "<= 25",
         lambda m: f"{m['cg10_over_grad']:.1f} ({m['cg10_iterations']} it."
                   + (", neg. curv." if m["cg10_negative_curvature"] else "") + ")")
-    row("unrolled reverse, K steps / K plain steps (tf.while_loop)", "<= 3",
-        lambda m: f"{m['unrolled']['reverse_over_plain']:.2f}")
-    row("unrolled reverse, Python loop / K plain steps", "",
+    row("unrolled reverse, K steps / K plain steps, Python loop (auto for K <= 32)", "<= 3",
         lambda m: f"{m['unrolled']['python_loop_over_plain']:.2f}")
+    row("unrolled reverse, K steps / K plain steps, tf.while_loop (tensor K)", "<= 3",
+        lambda m: f"{m['unrolled']['reverse_over_plain']:.2f}")
     row("forward mode (2 hparams), K steps / K plain steps", "",
         lambda m: f"{m['unrolled']['forward_over_plain']:.2f}")
     row("trace + first call overhead, while_loop / Python loop (s)", "",
@@ -362,15 +358,18 @@ def markdown(result: dict) -> str:
     lines += ["", f"Peak memory, reverse vs forward mode ({mem['model']}; "
               f"{mem['params']:,} parameters = {mem['param_bytes'] / 2**10:.0f} KiB). "
               f"Measured as: {mem['method']}.", "",
-              "| K | reverse (MiB) | forward (MiB) | reverse (s) | forward (s) |",
-              "|---|---|---|---|---|"]
+              "| K | reverse, while_loop (MiB) | reverse, Python loop (MiB) | forward (MiB) | "
+              "reverse (s) | forward (s) |",
+              "|---|---|---|---|---|---|"]
 
     def mib(b):
         return "n/a" if b is None else f"{b / 2**20:.1f}"
 
     for r in mem["rows"]:
-        lines.append(f"| {r['K']} | {mib(r['reverse_bytes'])} | {mib(r['forward_bytes'])} | "
-                     f"{r['reverse_s']:.2f} | {r['forward_s']:.2f} |")
+        lines.append(f"| {r['K']} | {mib(r['reverse_bytes'])} | {mib(r.get('python_bytes'))} | "
+                     f"{mib(r['forward_bytes'])} | {r['reverse_s']:.2f} | {r['forward_s']:.2f} |")
+    lines += ["", "(Python loop: not run where n/a, its graph and trace grow with K. Times "
+              "include the measurement itself.)"]
     lines += ["", f"(measure() took {result['wall_s']:.0f} s.)", ""]
     return "\n".join(lines)
 

@@ -12,9 +12,9 @@ HVP/grad 1.4-1.6 vs 1.55-1.9 (and 1.6-2.3 vs 1.85-3.0 under ``jit_compile``). Te
 has no native JVP rules; ForwardAccumulator builds each op's JVP by transposing the op's
 gradient function (the "double backward" trick), so the JAX advice (prefer
 forward-over-reverse) does not carry over. Reverse-over-reverse is the default; both
-modes are exact and tested against finite differences. (Recording the gradient once and
-reusing it for every VJP of a CG solve measured only ~6% faster on the MLP, so the
-solvers simply call ``hvp`` again.)
+modes are exact and tested against finite differences. (The implicit solvers record the
+gradient once and take every HVP of a solve as a VJP of that recording; see
+``implicit.root_vjp``.)
 """
 import tensorflow as tf
 

@@ -46,6 +46,25 @@ def run(train_loss, optimizer, params, state, hparams, hyper, start, stop):
     return params, state
 
 
+def run_python(train_loss, optimizer, params, state, hparams, hyper, start, count):
+    """The same steps t = start, ..., start + count - 1 as an unrolled Python loop (count static)."""
+    start = tf.convert_to_tensor(start, tf.int32)
+    for j in range(count):
+        params, state = train_step(train_loss, optimizer, params, state, hparams, hyper, start + j)
+    return params, state
+
+
+def static_count(steps, truncate):
+    """The number of differentiated steps min(T, K) if it is known in Python, else None."""
+    k = tf.get_static_value(steps)
+    if k is None:
+        return None
+    if truncate is None:
+        return int(k)
+    t = tf.get_static_value(tf.convert_to_tensor(truncate))
+    return None if t is None else int(min(int(t), int(k)))
+
+
 def prepare(params, hparams, steps, optimizer, truncate):
     """Shared argument checks: tensors, optimizer, and the first differentiated step."""
     params = _lists.as_tensors(params)

@@ -2,13 +2,24 @@
 
 d/d(lambda) val_loss(w_K(lambda), lambda), w_{t+1} = step(w_t, grad train_loss(w_t, lambda, t), lambda).
 
-The steps run as a tf.while_loop under one GradientTape: TensorFlow's while_v2 gradient
-keeps each step's intermediates in TensorLists, so memory grows linearly in K (see
-``forward_hypergradient`` for memory independent of K) while the graph, the trace time and
-the compiled function stay the same size for every K; ``steps`` may be a tensor, so a
-``tf.function`` does not retrace when it changes. Side by side with an unrolled Python
-loop (``tf_enas.benchmarks.hypergrad_cost``), the while_loop ran at the same speed and
-traced in constant instead of O(K) time.
+The differentiated steps run under one GradientTape, either as an unrolled Python loop or
+as a tf.while_loop (``loop``). Measured side by side (``tf_enas.benchmarks.hypergrad_cost``,
+MNIST-1D, SGD, K = 20, TF 2.21 CPU), relative to K plain training steps:
+
+  =========  ===================  =================================================
+  loop       time (MLP / CNN)     graph, trace, retracing
+  =========  ===================  =================================================
+  python     ~3.0 / ~2.7          O(K) graph; tracing ~0.3 / 0.5 s per step; K static
+  while      ~4.6-5.0 / ~3.0-3.2  constant graph and trace; K may be a tensor
+  =========  ===================  =================================================
+
+(while_v2's gradient accumulates every intermediate of every step in TensorLists; a
+hand-written reverse loop that stores only w_t and recomputes each step measured 4.1 /
+3.6, no better.) Memory grows linearly in K either way (``forward_hypergradient`` is
+constant in K). Hence ``loop="auto"``: a Python loop when the number of differentiated
+steps min(T, K) is a Python constant <= 32 (the usual short-horizon or truncated
+hypergradient inside a search), a tf.while_loop otherwise, in particular whenever
+``steps`` is a tensor, so that a ``tf.function`` taking K as a tensor never retraces.
 """
 import tensorflow as tf
 
@@ -16,11 +27,13 @@ from tf_enas.hypergrad import _lists
 from tf_enas.hypergrad import inner_loop
 
 _ZERO = tf.UnconnectedGradients.ZERO
+LOOPS = ("auto", "python", "while")
+AUTO_PYTHON_MAX_STEPS = 32
 
 
 def unrolled_hypergradient(train_loss, val_loss, params, hparams, steps, optimizer="sgd",
                            learning_rate=0.1, momentum=0.9, truncate=None, beta2=0.999,
-                           epsilon=1e-8, eps_root=1e-16):
+                           epsilon=1e-8, eps_root=1e-16, loop="auto"):
     """(d val_loss(w_K, lambda) / d lambda, w_K) by reverse mode through `steps` optimizer steps.
 
     train_loss(params, hparams, step) -> scalar (step: int32 tensor, e.g. to pick a
@@ -31,8 +44,17 @@ def unrolled_hypergradient(train_loss, val_loss, params, hparams, steps, optimiz
     optimizer state after the first K-T steps are treated as constants (stop_gradient), so
     the result is d val_loss / d lambda through steps K-T..K-1 only (T >= K: exact).
     Hyperparameters unused by both losses and the optimizer get zero gradients.
-    Returns (grads shaped like hparams, final params w_K).
+    loop: "python", "while" or "auto" (see the module docstring; "python" needs steps and
+    truncate as Python ints). Returns (grads shaped like hparams, final params w_K).
     """
+    if loop not in LOOPS:
+        raise ValueError(f"loop must be one of {LOOPS}, got {loop!r}")
+    count = inner_loop.static_count(steps, truncate)
+    if loop == "python" and count is None:
+        raise ValueError("loop='python' needs steps (and truncate) as Python ints; pass "
+                         "loop='while' to use a tensor number of steps")
+    python = count is not None and (loop == "python" or (
+        loop == "auto" and count <= AUTO_PYTHON_MAX_STEPS))
     params, hparams, steps, optimizer, start = inner_loop.prepare(
         params, hparams, steps, optimizer, truncate)
     dtype = params[0].dtype
@@ -49,8 +71,12 @@ def unrolled_hypergradient(train_loss, val_loss, params, hparams, steps, optimiz
     state = [tf.stop_gradient(s) for s in state]
     with tf.GradientTape() as tape:
         tape.watch(hparams)
-        final, _ = inner_loop.run(train_loss, optimizer, params, state, hparams,
-                                  hyper_of(hparams), start, steps)
+        if python:
+            final, _ = inner_loop.run_python(train_loss, optimizer, params, state, hparams,
+                                             hyper_of(hparams), start, count)
+        else:
+            final, _ = inner_loop.run(train_loss, optimizer, params, state, hparams,
+                                      hyper_of(hparams), start, steps)
         loss = val_loss(final, hparams)
     grads = tape.gradient(loss, hparams, unconnected_gradients=_ZERO)
     return _lists.zeros_for_none(grads, hparams), [tf.stop_gradient(w) for w in final]
