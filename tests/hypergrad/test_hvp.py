@@ -112,5 +112,8 @@ def test_hvp_of_unused_parameter_is_zero_and_bad_mode_raises():
         out = hvp(loss, params, vec, mode=mode)
         np.testing.assert_allclose(out[0].numpy(), [6.0, -12.0])  # diag(6 w) v
         assert float(out[1]) == 0.0
+        as_vars = tf.function(lambda vs, mode=mode: hvp(loss, vs, vec, mode=mode))(
+            [tf.Variable(p) for p in params])
+        np.testing.assert_allclose(flat(as_vars), [6.0, -12.0, 0.0])
     with pytest.raises(ValueError, match="mode"):
         hvp(loss, params, vec, mode="sideways")

@@ -71,6 +71,21 @@ def test_ridge_closed_form(dtype, tol, method, vector):
         assert bool(info.converged)
 
 
+@pytest.mark.parametrize("method", ["cg", "neumann", "exact"])
+def test_ridge_under_xla_jit_compile_with_variables(method):
+    x, y, v, z = ridge_problem()
+    lam = np.array([0.05, 0.1, 0.2, 0.4, 0.8, 1.6])
+    w_star, a, reference = ridge_closed_form(x, y, v, z, lam)
+    train_loss, val_loss = ridge_losses(x, y, v, z, tf.float64)
+    params, hparams = [tf.Variable(w_star)], [tf.Variable(lam)]
+    alpha = 1.0 / np.linalg.eigvalsh(a).max()
+    fn = tf.function(lambda: implicit_hypergradient(
+        train_loss, val_loss, params, hparams, method=method, iterations=300, tol=1e-12,
+        alpha=alpha), jit_compile=True)
+    (grad,), info = fn()
+    assert rel_err(grad.numpy(), reference) <= 1e-6 and bool(info.converged)
+
+
 def test_ridge_neumann_converges_below_two_over_lambda_max_and_reports_divergence_above():
     x, y, v, z = ridge_problem()
     lam = np.array([0.05, 0.1, 0.2, 0.4, 0.8, 1.6])

@@ -42,7 +42,10 @@ def run(train_loss, optimizer, params, state, hparams, hyper, start, stop):
         w, s = train_step(train_loss, optimizer, w, s, hparams, hyper, t)
         return t + 1, w, s
 
-    _, params, state = tf.while_loop(lambda t, w, s: t < stop, body, (start, params, state))
+    # maximum_iterations lets XLA (jit_compile) size the gradient's accumulators when
+    # start and stop are compile-time constants.
+    _, params, state = tf.while_loop(lambda t, w, s: t < stop, body, (start, params, state),
+                                     maximum_iterations=tf.maximum(stop - start, 0))
     return params, state
 
 
