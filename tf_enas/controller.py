@@ -106,11 +106,13 @@ class Controller(tf.Module):
             raw = self.config.tanh_constant * tf.tanh(raw)
         return raw
 
-    def _run(self, batch_size, children=None, seeds=None):
+    def _run(self, batch_size, children=None, seeds=None, return_state=False):
         """Walks the decisions; samples them (children None) or scores the given ones.
 
         Returns (children [B, D] int32, log_probs [B, D], entropies [B, D], skip_kl [B]), with
-        one log-probability and entropy per decision (given the decisions before it).
+        one log-probability and entropy per decision (given the decisions before it);
+        return_state=True appends (lstm_state, next_input) after the last decision, so a
+        subclass can continue the same LSTM sequence with further decisions.
         """
         space, n = self.space, self.config.lstm_size
         zeros = tf.zeros((batch_size, n))
@@ -164,8 +166,9 @@ class Controller(tf.Module):
             log_probs.append(lp[:, None])
             entropies.append(ent[:, None])
             x = tf.gather(self.choice_emb[c], a)
-        return (tf.concat(actions, 1), tf.concat(log_probs, 1), tf.concat(entropies, 1),
-                skip_kl + tf.zeros((batch_size,)))
+        out = (tf.concat(actions, 1), tf.concat(log_probs, 1), tf.concat(entropies, 1),
+               skip_kl + tf.zeros((batch_size,)))
+        return out + ((state, x),) if return_state else out
 
     # --- public API -----------------------------------------------------------------------
     @tf.function(autograph=False, reduce_retracing=True)
