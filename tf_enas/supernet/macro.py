@@ -115,6 +115,8 @@ class SupernetLayer(keras.layers.Layer):
     def __init__(self, ops, width, rank=1, **kwargs):
         super().__init__(**kwargs)
         self.ops = [make_op(o, width, rank) for o in ops]
+        for op in self.ops:  # attributes, so that tf.train.Checkpoint tracks them by name
+            setattr(self, f"op_{op.name}", op)
         self.bn = BatchNorm(name="bn")
 
     def build(self, input_shape):
@@ -157,6 +159,8 @@ class Supernet(keras.Model):
         self.stem = Stem(width, self.rank, name="stem")
         self.layers_ = [SupernetLayer(space.ops, width, self.rank, name=f"layer_{i}")
                         for i in range(space.num_layers)]
+        for i, layer in enumerate(self.layers_):  # tracked by name for tf.train.Checkpoint
+            setattr(self, f"layer_{i}", layer)
         self.reduce = _AVGPOOL[self.rank](2, padding="same", name="reduce")
         self.head = Head(num_classes, self.rank, dropout, name="head")
         self._op_index = tf.constant(space.op_index, tf.int32)
