@@ -6,15 +6,16 @@ Two ways to get H v = d/de grad L(w + e v) |_{e=0}:
 * ``"reverse_over_reverse"``: the VJP of the gradient with cotangent v (H is symmetric).
 
 Measured side by side (``tf_enas.benchmarks.hypergrad_cost``; MNIST-1D MLP 40-256-256-10
-and a 3-layer Conv1D CNN, batch 512, float32, TF 2.21 on 2 CPU cores, under
-``tf.function``), reverse-over-reverse was the faster of the two in every configuration:
-HVP/grad 1.4-1.6 vs 1.55-1.9 (and 1.6-2.3 vs 1.85-3.0 under ``jit_compile``). TensorFlow
-has no native JVP rules; ForwardAccumulator builds each op's JVP by transposing the op's
-gradient function (the "double backward" trick), so the JAX advice (prefer
-forward-over-reverse) does not carry over. Reverse-over-reverse is the default; both
-modes are exact and tested against finite differences. (The implicit solvers record the
-gradient once and take every HVP of a solve as a VJP of that recording; see
-``implicit.root_vjp``.)
+and a 3-layer Conv1D CNN, batch 512, float32, TF 2.21 on 2 shared CPU cores), in five
+runs: under ``tf.function`` the two are close (HVP/grad 1.4-2.3 reverse-over-reverse,
+1.55-2.7 forward-over-reverse; reverse-over-reverse ahead in 7 of 10 model x run
+comparisons by up to 18%, behind in 3 by up to 9%); under
+``jit_compile`` reverse-over-reverse was ahead in all 10 (e.g. 1.5 vs 1.8 on the MLP,
+3.0 vs 3.75 on the CNN). TensorFlow has no native JVP rules: ForwardAccumulator builds
+each op's JVP by transposing the op's gradient function (the "double backward" trick),
+so the JAX advice to prefer forward-over-reverse does not carry over, and reverse-over-
+reverse lets one recorded gradient serve many products (``implicit.root_vjp``). It is
+the default; both modes are exact and tested against finite differences.
 """
 import tensorflow as tf
 

@@ -17,11 +17,13 @@ class SolverInfo(collections.namedtuple(
         ["iterations", "residual_norm", "converged", "negative_curvature", "diverged"])):
     """What a solve did.
 
-    iterations: int32, matvecs used. residual_norm: ||b - (A + delta I) x|| (for CG the
-    recursively updated residual). converged: residual_norm <= tol * ||b|| and finite.
-    negative_curvature: CG met p^T (A + delta I) p <= 0 (A + delta I is not positive
-    definite) and stopped there; dense solves report min eigenvalue <= 0. diverged: the
-    iteration blew up (Neumann terms grew, or anything became non-finite).
+    iterations: int32, matvecs used (0 for a dense solve). residual_norm:
+    ||b - (A + delta I) x|| (for CG the recursively updated residual). converged:
+    residual_norm <= tol * ||b|| and finite. negative_curvature: CG met
+    p^T (A + delta I) p <= 0 (A + delta I is not positive definite) and stopped there;
+    dense solves report min eigenvalue <= 0; always False for Neumann, which shows an
+    indefinite A as divergence. diverged: the iteration blew up (Neumann terms grew, or
+    anything became non-finite).
     """
 
 

@@ -15,8 +15,9 @@ MNIST-1D, SGD, K = 20, TF 2.21 CPU), relative to K plain training steps:
 
 (while_v2's gradient accumulates every intermediate of every step in TensorLists; a
 hand-written reverse loop that stores only w_t and recomputes each step measured 4.1 /
-3.6, no better.) Memory grows linearly in K either way (``forward_hypergradient`` is
-constant in K). Hence ``loop="auto"``: a Python loop when the number of differentiated
+3.6, no better.) Memory grows linearly in K either way (benchmark MLP 40-256-10, batch
+128, peak RSS: K = 100 took ~30 MiB as a Python loop, ~46 MiB as a while_loop, and 460
+MiB at K = 1000; ``forward_hypergradient`` stayed at 6-20 MiB up to K = 3000). Hence ``loop="auto"``: a Python loop when the number of differentiated
 steps min(T, K) is a Python constant <= 32 (the usual short-horizon or truncated
 hypergradient inside a search), a tf.while_loop otherwise, in particular whenever
 ``steps`` is a tensor, so that a ``tf.function`` taking K as a tensor never retraces.
