@@ -78,3 +78,16 @@ def test_non_finite_steps_are_skipped_and_counted(tmp_path, splits):
 def test_time_budget_stops_the_search(tmp_path, splits):
     s = Search(tiny(epochs=50, time_budget_s=1e-3), str(tmp_path), splits=splits, verbose=0)
     assert len(s.search()) == 1  # the first epoch always runs, then the budget is spent
+
+
+def test_random_search_samples_uniformly(tmp_path, splits):
+    from tf_enas.search import RandomSearch
+
+    s = RandomSearch(tiny(), str(tmp_path), splits=splits, verbose=0)
+    children = s.sample_children(6000).numpy()
+    for k, d in enumerate(s.space.decisions):
+        freq = np.bincount(children[:, k], minlength=d.num_values) / len(children)
+        se = np.sqrt((1 / d.num_values) * (1 - 1 / d.num_values) / len(children))
+        assert np.all(np.abs(freq - 1 / d.num_values) < 5 * se), d.name
+    history = s.search()
+    assert 0 <= history[-1]["controller/reward"] <= 1

@@ -144,6 +144,10 @@ class Search:
             self._grid["weight_decay"], child[self.space.choice_index["weight_decay"]])
         return lr, l2
 
+    def sample_children(self, n):
+        """n children from the policy π_φ: int32 [n, len(space)]."""
+        return self.controller.sample(n)
+
     # --- the two phases ------------------------------------------------------------------
 
     @tf.function(autograph=False)
@@ -151,7 +155,7 @@ class Search:
         """Samples a child and trains the shared weights on (x, y); non-finite steps are
         skipped (weights, BN statistics and optimizer untouched) and counted."""
         self.train_traces += 1  # runs at trace time only
-        child = self.controller.sample(1)[0]
+        child = self.sample_children(1)[0]
         lr, l2 = self.child_hparams(child)
         stats = self.supernet.non_trainable_variables
         saved = [tf.identity(v.value) for v in stats]
@@ -197,7 +201,7 @@ class Search:
     @tf.function(autograph=False)
     def controller_step(self, x, y):
         """Samples controller_batch children, rewards = validation-batch accuracy, REINFORCE."""
-        children = self.controller.sample(self.config.controller_batch)
+        children = self.sample_children(self.config.controller_batch)
         rewards = self.evaluate_children(children, x, y)
         return self.controller.update(children, rewards)
 
@@ -267,7 +271,7 @@ class Search:
         """Samples derive_samples children, scores each on the whole validation set, keeps
         the best: {"child", "architecture", "hyperparameters", "val_accuracy", "scores"}."""
         c = self.config
-        children = self.controller.sample(c.derive_samples)
+        children = self.sample_children(c.derive_samples)
         scores = self.evaluate_children(children, self._x_val, self._y_val).numpy()
         best = children[int(np.argmax(scores))].numpy()
         return {"child": self.space.to_string(best),
@@ -315,3 +319,24 @@ class Search:
         }
         files.write_json(os.path.join(self.output_dir, "result.json"), result)
         return result
+
+
+class RandomSearch(Search):
+    """Weight-sharing random search: the same supernet and loop, but children are drawn
+    uniformly (decision k ~ U{0..n_k−1}) and no controller is trained. The baseline that
+    ENAS has to beat."""
+
+    def sample_children(self, n):
+        sizes = tf.constant([d.num_values for d in self.space.decisions], tf.float32)
+        seed = tf.cast(self.controller.rng.make_seeds(1)[:, 0], tf.int32)
+        u = tf.random.stateless_uniform([n, len(self.space)], seed)
+        return tf.cast(tf.floor(u * sizes), tf.int32)
+
+    @tf.function(autograph=False)
+    def controller_step(self, x, y):
+        """Scores children for the logs only; there is no policy to update."""
+        rewards = self.evaluate_children(self.sample_children(self.config.controller_batch), x, y)
+        zero = tf.constant(0.0)
+        return {"controller/loss": zero, "controller/entropy": zero,
+                "controller/reward": tf.reduce_mean(rewards), "controller/baseline": zero,
+                "controller/grad_norm": zero}
