@@ -203,7 +203,8 @@ class Search:
         """Samples controller_batch children, rewards = validation-batch accuracy, REINFORCE."""
         children = self.sample_children(self.config.controller_batch)
         rewards = self.evaluate_children(children, x, y)
-        return self.controller.update(children, rewards)
+        return self.controller.update(children, rewards) | {
+            "controller/best_reward": tf.reduce_max(rewards)}
 
     # --- loop ------------------------------------------------------------------------------
     def _epoch_batches(self, epoch: int, n: int, size: int, count: int, salt: int):
@@ -339,4 +340,5 @@ class RandomSearch(Search):
         zero = tf.constant(0.0)
         return {"controller/loss": zero, "controller/entropy": zero,
                 "controller/reward": tf.reduce_mean(rewards), "controller/baseline": zero,
+                "controller/best_reward": tf.reduce_max(rewards),
                 "controller/grad_norm": zero}

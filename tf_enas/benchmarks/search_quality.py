@@ -1,0 +1,153 @@
+"""Search quality at equal wall-clock budget: each method searches (or tunes) for
+`budget_s`, then its best child is retrained; one row per (method, dataset, seed).
+
+Curves ("best validation accuracy against wall time") are, for weight-sharing methods,
+the best validation-batch accuracy of any child scored with shared weights so far, then
+the retrained child's validation accuracy at the end; for keras-tuner oracles, the best
+trial's validation accuracy so far. `seconds_to_target` is the first time a curve reaches
+the target (0.97 on MNIST-1D).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+import keras
+import numpy as np
+
+from tf_enas import data
+from tf_enas.controller import ControllerConfig
+from tf_enas.retrain import RetrainConfig, train
+from tf_enas.search import RandomSearch, Search, SearchConfig
+
+TARGET = 0.97
+PAPER_ROWS = {"logistic regression": 0.32, "MLP": 0.68, "CNN": 0.94, "GRU": 0.91,
+              "human": 0.96}  # MNIST-1D paper's test accuracies (Greydanus 2020)
+
+
+def hand_designed_cnn(splits, seed: int, epochs: int = 60) -> dict:
+    """5 × (Conv(64, 3)–BN–ReLU), global average pool, dense; AdamW, cosine decay."""
+    keras.utils.set_random_seed(seed)
+    conv = keras.layers.Conv1D if splits.spatial_rank == 1 else keras.layers.Conv2D
+    layers = [keras.Input(splits.input_shape)]
+    for _ in range(5):
+        layers += [conv(64, 3, padding="same", use_bias=False),
+                   keras.layers.BatchNormalization(), keras.layers.ReLU()]
+    pool = (keras.layers.GlobalAveragePooling1D if splits.spatial_rank == 1
+            else keras.layers.GlobalAveragePooling2D)
+    model = keras.Sequential(layers + [pool(), keras.layers.Dense(splits.num_classes)])
+    return train(model, splits, RetrainConfig(epochs=epochs, learning_rate=3e-3,
+                                              weight_decay=5e-2))
+
+
+def _search_config(dataset: str, seed: int, budget_s: float, quick: bool, **overrides):
+    config = SearchConfig(
+        dataset=dataset, seed=seed, val_fraction=0.1 if dataset == "mnist1d" else 0.2,
+        num_layers=4 if quick else 6, width=16 if quick else 64,
+        batch_size=128 if dataset == "mnist1d" else 64, epochs=10_000, time_budget_s=budget_s,
+        controller_steps=5 if quick else 20, derive_samples=8 if quick else 64,
+        controller=ControllerConfig(lstm_size=32 if quick else 64),
+        retrain=RetrainConfig(epochs=3 if quick else 60,
+                              batch_size=128 if dataset == "mnist1d" else 64))
+    return dataclasses.replace(config, **overrides)
+
+
+def _weight_sharing_row(cls, method, config, output_dir) -> dict:
+    start = time.time()
+    search = cls(config, output_dir, verbose=0)
+    result = search.run()
+    wall = time.time() - start
+    curve, t, best = [], 0.0, 0.0
+    for h in result["history"]:
+        t += h["seconds"]
+        best = max(best, h.get("controller/best_reward", h["controller/reward"]))
+        curve.append((t, best))
+    curve.append((wall, max(best, result["val_accuracy"])))
+    return {"method": method, "val_accuracy": result["val_accuracy"],
+            "test_accuracy": result["test_accuracy"], "wall_seconds": wall,
+            "evaluated": len(result["history"]) * (
+                search.steps_per_epoch + config.controller_steps * config.controller_batch),
+            "curve": curve, "architecture": result["architecture"]}
+
+
+def weight_sharing_methods(quick: bool) -> dict:
+    """method name → (Search class, config overrides)."""
+    joint_choices = {"learning_rate": (0.02, 0.05, 0.1), "weight_decay": (1e-4, 2.5e-4, 5e-4)}
+    return {
+        "random (shared weights)": (RandomSearch, {}),
+        "ENAS (architecture only)": (Search, {}),
+        "joint, response=none (grids)": (Search, {"choices": joint_choices}),
+    }
+
+
+def run(datasets, seeds, budget_s: float, output_dir: str, quick: bool = False,
+        extra_methods: dict | None = None) -> list[dict]:
+    """All weight-sharing methods (plus `extra_methods`: name → fn(dataset, seed, budget_s,
+    dir) → row) on every dataset and seed, plus the hand-designed CNN."""
+    rows = []
+    for dataset in datasets:
+        for seed in seeds:
+            splits = data.load(dataset, seed, 0.1 if dataset == "mnist1d" else 0.2)
+            start = time.time()
+            hand = hand_designed_cnn(splits, seed, epochs=3 if quick else 60)
+            rows.append({"method": "hand-designed CNN (5×conv-BN-ReLU, 60 ep.)",
+                         "dataset": dataset, "seed": seed, **hand,
+                         "wall_seconds": time.time() - start, "evaluated": 1, "curve": []})
+            for method, (cls, overrides) in weight_sharing_methods(quick).items():
+                config = _search_config(dataset, seed, budget_s, quick, **overrides)
+                d = os.path.join(output_dir, f"{dataset}_{seed}_{method.split()[0]}")
+                rows.append({"dataset": dataset, "seed": seed,
+                             **_weight_sharing_row(cls, method, config, d)})
+            for method, fn in (extra_methods or {}).items():
+                d = os.path.join(output_dir, f"{dataset}_{seed}_{method.split()[0]}")
+                rows.append({"dataset": dataset, "seed": seed, "method": method,
+                             **fn(dataset, seed, budget_s, d)})
+    for r in rows:
+        r["seconds_to_target"] = next((t for t, v in r.get("curve", []) if v >= TARGET), None)
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    out = ["| dataset | method | test acc. | best val acc. | time to 97% val | children/trials "
+           "| wall s | seeds |", "|---|---|---|---|---|---|---|---|"]
+    out += [f"| mnist1d | MNIST-1D paper: {k} | {v:.0%} | | | | | |"
+            for k, v in PAPER_ROWS.items()]
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["dataset"], r["method"]), []).append(r)
+    for (dataset, method), rs in groups.items():
+        test = np.array([r["test_accuracy"] for r in rs])
+        val = np.array([r["val_accuracy"] for r in rs])
+        reached = [r["seconds_to_target"] for r in rs if r["seconds_to_target"] is not None]
+        to_target = (f"{np.mean(reached):.0f} s ({len(reached)}/{len(rs)})" if reached
+                     else "not reached")
+        out.append(f"| {dataset} | {method} | {test.mean():.4f} ± {test.std():.4f} | "
+                   f"{val.mean():.4f} | {to_target} | "
+                   f"{np.mean([r['evaluated'] for r in rs]):.0f} | "
+                   f"{np.mean([r['wall_seconds'] for r in rs]):.0f} | {len(rs)} |")
+    return "\n".join(out)
+
+
+def plot(rows: list[dict], path: str) -> None:
+    """Best validation accuracy against wall-clock time, one line per method (first seed)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = sorted({r["dataset"] for r in rows})
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):
+        seen = set()
+        for r in rows:
+            if r["dataset"] != dataset or not r.get("curve") or r["method"] in seen:
+                continue
+            seen.add(r["method"])
+            t, v = zip(*r["curve"])
+            ax.step(t, v, where="post", label=r["method"])
+        ax.axhline(TARGET, color="gray", ls=":")
+        ax.set(title=dataset, xlabel="wall-clock seconds", ylabel="best validation accuracy")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

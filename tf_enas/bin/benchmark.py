@@ -1,0 +1,100 @@
+"""tf-enas-benchmark: search quality, costs and scaling, side by side in one run.
+
+    python -m tf_enas.bin.benchmark --quick            # every section, tiny budgets (≤ 5 min)
+    python -m tf_enas.bin.benchmark --seeds=0,1,2      # the full comparison (hours)
+
+Writes BENCHMARKS.md (tables, the command, machine, versions, date), --json_out, and PNG
+plots next to BENCHMARKS.md.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import sys
+import tempfile
+
+from absl import app, flags, logging
+
+from tf_enas import files
+
+FLAGS = flags.FLAGS
+SECTIONS = ("search", "cost", "scaling")
+flags.DEFINE_bool("quick", False, "Every section on a tiny budget (minutes).")
+flags.DEFINE_multi_enum("sections", list(SECTIONS), list(SECTIONS), "Sections to run.")
+flags.DEFINE_list("datasets", ["mnist1d", "digits"], "Datasets of the search section.")
+flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of the search section.")
+flags.DEFINE_float("budget_s", 600.0, "Search budget per method (seconds).", lower_bound=1.0)
+flags.DEFINE_string("output", "BENCHMARKS.md", "Markdown report.")
+flags.DEFINE_string("json_out", "benchmarks.json", "JSON results.")
+flags.DEFINE_string("work_dir", None, "Where runs write (default: a temporary directory).")
+flags.register_validator("seeds", lambda v: all(s.isdigit() for s in v),
+                         "--seeds must be non-negative integers")
+flags.register_validator("datasets", lambda v: all(d in ("mnist1d", "digits") for d in v),
+                         "--datasets must be among mnist1d, digits")
+
+
+def _header(command: str) -> str:
+    import keras
+    import tensorflow as tf
+
+    return "\n".join([
+        "# Benchmarks", "",
+        f"Regenerate: `{command}`", "",
+        f"- date: {datetime.date.today().isoformat()}",
+        f"- machine: {platform.machine()}, {os.cpu_count()} CPU cores, "
+        f"GPUs: {len(tf.config.list_physical_devices('GPU'))}",
+        f"- python {platform.python_version()}, tensorflow {tf.__version__}, "
+        f"keras {keras.__version__}", ""])
+
+
+def main(argv):
+    logging.set_verbosity(logging.WARNING)
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    quick = FLAGS.quick
+    seeds = [int(s) for s in FLAGS.seeds][: 1 if quick else None]
+    datasets = FLAGS.datasets[: 1 if quick else None]
+    budget = 20.0 if quick else FLAGS.budget_s
+    work = FLAGS.work_dir or tempfile.mkdtemp(prefix="tf_enas_bench_")
+    command = "python -m tf_enas.bin.benchmark " + " ".join(sys.argv[1:])
+    report, results = [_header(command)], {"command": command}
+    plot_dir = os.path.dirname(os.path.abspath(FLAGS.output))
+    if "search" in FLAGS.sections:
+        from tf_enas.benchmarks import search_quality as sq
+
+        rows = sq.run(datasets, seeds, budget, os.path.join(work, "search"), quick=quick)
+        plot = os.path.join(plot_dir, "benchmark_search.png")
+        sq.plot(rows, plot)
+        results["search"] = [{k: r.get(k) for k in (
+            "method", "dataset", "seed", "test_accuracy", "val_accuracy", "seconds_to_target",
+            "wall_seconds", "evaluated")} for r in rows]
+        report += [f"## search quality ({budget:.0f} s search per method, then retrain)", "",
+                   sq.markdown(rows), "", f"![curves]({os.path.basename(plot)})", ""]
+    if "cost" in FLAGS.sections:
+        from tf_enas.benchmarks import hypergrad_cost, supernet_cost
+
+        hg = hypergrad_cost.measure(quick=quick)
+        sn = supernet_cost.measure(os.path.join(work, "cost"), quick=quick)
+        results["cost"] = {"hypergrad": hg, "supernet": sn}
+        report += [hypergrad_cost.markdown(hg), "", "## supernet", "",
+                   supernet_cost.markdown(sn), ""]
+    if "scaling" in FLAGS.sections:
+        from tf_enas.benchmarks import scaling
+
+        sc = scaling.measure(quick=quick)
+        results["scaling"] = sc
+        report += [f"## scaling (width {sc['width']})", "", scaling.markdown(sc), ""]
+    with open(FLAGS.output + ".tmp", "w") as f:
+        f.write("\n".join(report))
+    os.replace(FLAGS.output + ".tmp", FLAGS.output)
+    files.write_json(FLAGS.json_out, results)
+    print("\n".join(report))
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()
