@@ -20,6 +20,7 @@ validation gradient; with a Hessian that does not depend on λ the estimate is u
 """
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from tf_enas import hypergrad
@@ -76,8 +77,9 @@ def ift_coupling(train_loss, params, u, hparams):
 def ift_cross_fit(solve, couple, batch_size):
     """Cross-fitted IFT couplings for a batch of B ≥ 4 children split in halves A, B.
 
-    solve(idx) -> (u, SolverInfo): u ≈ (H_idx + δI)⁻¹ mean_{i∈idx} ∇_w L_val(λ_i), H_idx the
-    Hessian of the mean training loss of children idx; couple(u, idx) -> (c [n], ∂c/∂h [n, C]).
+    solve(idx) -> (u, SolverInfo), idx a NumPy int array: u ≈ (H_idx + δI)⁻¹ mean_{i∈idx}
+    ∇_w L_val(λ_i), H_idx the Hessian of the mean training loss of children idx;
+    couple(u, idx) -> (c [n], ∂c/∂h [n, C]).
     Children of B are coupled with u_A and those of A with u_B. Returns (c [B], dc/dh [B, C],
     baseline [B], [info_A, info_B]); baseline_i is the leave-one-out mean of c within i's
     half (coupled by the same u, independent of λ_i).
@@ -86,7 +88,7 @@ def ift_cross_fit(solve, couple, batch_size):
         raise ValueError(f"the IFT response needs a controller batch of at least 4 "
                          f"children (two halves of >= 2), got {batch_size}")
     half = batch_size // 2
-    idx_a, idx_b = tf.range(half), tf.range(half, batch_size)
+    idx_a, idx_b = np.arange(half), np.arange(half, batch_size)  # static: callers may loop
     u_a, info_a = solve(idx_a)
     u_b, info_b = solve(idx_b)
     c_a, dc_a = couple(u_b, idx_a)
