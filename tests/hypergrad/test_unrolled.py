@@ -136,7 +136,8 @@ def test_unrolled_approaches_implicit_answer_without_retracing():
 def test_eager_equals_tf_function():
     a, b, w0, c, d = quadratic()
     train_loss, val_loss = quadratic_losses(a, b, c, d)
-    for impl in (unrolled_hypergradient, forward_hypergradient):
+    for impl in (functools.partial(unrolled_hypergradient, loop="python"),
+                 functools.partial(unrolled_hypergradient, loop="while"), forward_hypergradient):
         args = (train_loss, val_loss, [tf.constant(w0)], hparams0(), 6)
         kwargs = dict(learning_rate=lambda h: tf.exp(h[1]))
         eager, _ = impl(*args, **kwargs)
