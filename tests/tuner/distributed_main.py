@@ -1,0 +1,45 @@
+"""One process of the distributed test: `python -m tests.tuner.distributed_main DIR TRIALS`.
+
+The role comes from keras-tuner's environment (KERASTUNER_TUNER_ID "chief" or a worker id,
+KERASTUNER_ORACLE_IP, KERASTUNER_ORACLE_PORT). Workers wait for each other (files in DIR)
+so that both take trials; the chief writes DIR/chief_summary.json when it exits.
+"""
+import json
+import os
+import sys
+import time
+
+import keras_tuner as kt
+
+from tf_enas.tuner import PolicyOracle
+from tests.tuner import toy
+
+
+def main(directory, max_trials, workers=2):
+    tuner_id = os.environ["KERASTUNER_TUNER_ID"]
+    oracle = PolicyOracle(objective=kt.Objective("score", "max"), max_trials=max_trials, seed=3)
+    records = os.path.join(directory, "records")
+    os.makedirs(records, exist_ok=True)
+    tuner = toy.ScoreTuner(oracle, toy.conditional_space, toy.conditional_score,
+                           record_dir=records, trial_seconds=0.3, directory=directory,
+                           project_name="dist")
+    if tuner_id != "chief":
+        open(os.path.join(directory, f"ready_{tuner_id}"), "w").close()
+        deadline = time.time() + 120
+        while (sum(f.startswith("ready_") for f in os.listdir(directory)) < workers
+               and time.time() < deadline):
+            time.sleep(0.1)
+    tuner.search(verbose=0)
+    if tuner_id == "chief":
+        summary = {
+            "trials": {t.trial_id: {"status": t.status, "values": t.hyperparameters.values}
+                       for t in oracle.trials.values()},
+            "num_updates": int(oracle.controller.num_updates.numpy()),
+            "rewards": oracle.rewards,
+        }
+        with open(os.path.join(directory, "chief_summary.json"), "w") as f:
+            json.dump(summary, f)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]))
