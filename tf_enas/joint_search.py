@@ -27,7 +27,7 @@ The response is computed on every `response_every`-th controller step (it costs 
 times a REINFORCE step) and added with `response_weight`. The derived child is the best
 architecture of `derive_samples` on the validation set; its optimizer hyperparameters are
 the policy's medians T(μ) given that architecture, and the retrain uses them (SGD-Nesterov;
-L2 coefficient λ becomes Keras' decoupled weight_decay 2λ).
+L2 coefficient λ becomes Keras' decoupled weight_decay 2λ/(1 − μ)).
 """
 from __future__ import annotations
 
@@ -400,10 +400,12 @@ class JointSearch(Search):
         return {"child": self.space.to_string(best),
                 "architecture": self.space.architecture(best),
                 "searched_hyperparameters": chosen,
-                # Keras SGD's decoupled decay w ← w − η·wd·w equals the L2 term λ‖w‖² at wd = 2λ
+                # Keras SGD's decoupled decay w ← w − η·wd·w matches the L2 term λ‖w‖² under
+                # momentum μ (whose velocity accumulates 2λw over ~1/(1−μ) steps) at
+                # wd = 2λ/(1−μ)
                 "hyperparameters": self.space.hyperparameters(best) | {
                     "learning_rate": float(lr), "momentum": float(mom),
-                    "weight_decay": float(2 * wd)},
+                    "weight_decay": float(2 * wd / (1 - mom))},
                 "shared_weights_val_accuracy": float(np.max(scores)),
                 "derive_mean_val_accuracy": float(np.mean(scores))}
 
