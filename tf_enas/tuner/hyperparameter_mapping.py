@@ -170,13 +170,3 @@ class HyperParameterMapping:
             child[k], mask[k] = index, 1.0
             values[hp.name] = grid[index]
         return child, mask, values
-
-    def from_indices(self, indices: dict):
-        """(child, mask, values) of a trial stored as {decision key: index}."""
-        by_key = {d.key: n for n, d in enumerate(self.decisions)}
-        chosen = {by_key[k]: int(i) for k, i in indices.items() if k in by_key}
-        child = np.zeros(len(self.decisions), np.int32)
-        mask = np.zeros(len(self.decisions), np.float32)
-        for k, i in chosen.items():
-            child[k], mask[k] = i, 1.0
-        return child, mask

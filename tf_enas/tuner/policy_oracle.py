@@ -12,7 +12,8 @@ Switch any keras-tuner search to it with one line, `oracle=PolicyOracle(...)`:
   objective and R = −score for a "min" one (multi-objective scores are keras-tuner's
   "min" sum); inactive decisions are masked. A failed or invalid trial, or one that
   reported no objective, gets the worst reward seen so far (no step before any trial
-  scored) and never stops the search.
+  scored) and never crashes the oracle (keras-tuner's max_consecutive_failed_trials still
+  ends a search that only fails).
 * The space may grow during the search (keras-tuner discovers hyperparameters lazily): the
   next trial rebuilds the controller for the new decision list and keeps the LSTM, every
   known decision's head and embedding (matched by name and conditions), their Adam
@@ -24,9 +25,11 @@ Switch any keras-tuner search to it with one line, `oracle=PolicyOracle(...)`:
 
 `get_state` holds, JSON-safe, the controller's layout, weights, Adam state, baseline,
 update count and RNG state, and each trial's sampled indices and reward (keyed by trial
-id), so `overwrite=False` resumes the exact same stream. The REINFORCE update never reads
-the trial's values back from keras-tuner (which, after the gRPC round trip, reorders the
-space and keeps stale values of inactive children): it uses the stored indices.
+id). A reload restores it bit for bit, so `overwrite=False` resumes the same stream of
+trials (later weights equal an uninterrupted run's up to the float summation order of
+TensorFlow's traced gradients). The REINFORCE update never reads the trial's values back
+from keras-tuner (which, after the gRPC round trip, reorders the space and keeps stale
+values of inactive children): it uses the stored indices.
 
 `__init__` builds nothing in TensorFlow (it runs on every worker of a distributed search);
 the controller is created on first use, on the chief.
@@ -34,7 +37,6 @@ the controller is created on first use, on the chief.
 from __future__ import annotations
 
 import base64
-import json
 import math
 
 import keras_tuner as kt
@@ -231,13 +233,10 @@ class PolicyOracle(kt.Oracle):
         return {"status": TrialStatus.RUNNING, "values": values}
 
     # --- learning ---------------------------------------------------------------------------
-    def _objective_names(self):
-        multi = getattr(self.objective, "name_to_direction", None)  # MultiObjective
-        return list(multi) if multi else [self.objective.name]
-
     def _has_objective(self, trial) -> bool:
-        return all(trial.metrics.exists(n) and trial.metrics.get_best_value(n) is not None
-                   for n in self._objective_names())
+        """Whether keras-tuner can score the trial (its objective metric has a value)."""
+        name = self.objective.name  # "multi_objective" for a list of objectives
+        return trial.metrics.exists(name) and trial.metrics.get_best_value(name) is not None
 
     @kt.synchronized
     def end_trial(self, trial):
@@ -248,7 +247,7 @@ class PolicyOracle(kt.Oracle):
                 and not self._has_objective(own)):
             trial.status = TrialStatus.INVALID
             trial.message = ((trial.message or "") + f"\nthe trial reported no value for "
-                             f"the objective {self._objective_names()}").strip()
+                             f"the objective {self.objective.name!r}").strip()
         try:
             super().end_trial(trial)
         finally:
