@@ -149,6 +149,11 @@ class PolicyOracle(kt.Oracle):
         for (key, _), w, e in zip(layout, controller.w_choice, controller.choice_emb):
             named["w:" + key] = w
             named["emb:" + key] = e
+        missing = {id(v) for v in controller.trainable_variables} - {id(v) for v in named.values()}
+        if missing:  # a controller change this oracle would silently not save
+            raise NotImplementedError(
+                f"the controller has trainable variables PolicyOracle does not save: "
+                f"{[v.name for v in controller.trainable_variables if id(v) in missing]}")
         return named
 
     @staticmethod
