@@ -36,10 +36,11 @@ def measure(flagfile: str, epochs: int) -> dict:
 
 def main(argv):
     epochs = FLAGS.cost_epochs
-    rows = [measure(f, epochs) for f in argv[1:]]
-    for r in rows:
-        r["ratio_to_first"] = r["epoch_s"] / rows[0]["epoch_s"]
-    print(json.dumps(rows, indent=2))
+    rows = []
+    for f in argv[1:]:
+        rows.append(measure(f, epochs))
+        rows[-1]["ratio_to_first"] = rows[-1]["epoch_s"] / rows[0]["epoch_s"]
+        print(json.dumps(rows[-1]), flush=True)
 
 
 if __name__ == "__main__":
