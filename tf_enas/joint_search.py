@@ -265,30 +265,48 @@ class JointSearch(Search):
             tf.TensorSpec([len(self._cidx)], tf.float32), tf.float32))
 
     @tf.function(autograph=False)
+    def _ift_solve(self, children, values, x_val, y_val, x_tr, y_tr):
+        """u ≈ (H + δI)⁻¹ (1/n)Σ_i ∇_w L_val(a_i, w), H = (1/n)Σ_i ∇²_w L_train(d_i, w), by CG;
+        (u, SolverInfo). Children run in tf.map_fn: the graph holds one child's HVP."""
+        params = self._params()
+        like = [tf.TensorSpec(p.shape, p.dtype) for p in params]
+        grads = tf.map_fn(lambda a: hypergrad.gradient(
+            lambda p: self._ce(p, x_val, y_val, a), params)[1], children,
+            fn_output_signature=like)
+
+        def matvec(v):
+            hv = tf.map_fn(lambda a: hypergrad.hvp(
+                lambda p: self._train_loss_fn(a[0], x_tr, y_tr)(p, a[1]), params, v),
+                (children, values), fn_output_signature=like)
+            return [tf.reduce_mean(t, 0) for t in hv]
+        return hypergrad.conjugate_gradient(
+            matvec, [tf.reduce_mean(g, 0) for g in grads], self.config.cg_iterations,
+            tol=1e-6, damping=self.config.cg_damping)
+
+    @tf.function(autograph=False)
+    def _ift_couple(self, children, values, u, x_tr, y_tr):
+        """(c_i [n], ∂c_i/∂h_i [n, C]) with c_i = uᵀ∇_w L_train(d_i, w) (response.ift_coupling)."""
+        params = self._params()
+        return tf.map_fn(lambda a: response_lib.ift_coupling(
+            self._train_loss_fn(a[0], x_tr, y_tr), params, u, a[1]), (children, values),
+            fn_output_signature=(tf.TensorSpec([], tf.float32),
+                                 tf.TensorSpec([len(self._cidx)], tf.float32)))
+
+    @tf.function(autograph=False)
     def ift_couplings(self, children, values, x_val, y_val, x_tr, y_tr):
         """Cross-fitted (c_i, ∂c_i/∂h_i, baseline_i) with c_i = uᵀ∇_w L_train(d_i, w), and
-        the two CG solves' infos (see response.ift_cross_fit)."""
-        params = self._params()
-        c = self.config
+        the two CG solves' infos (see response.ift_cross_fit). Both halves call the same
+        traced solve and coupling functions."""
+        def half(idx):
+            return tf.gather(children, idx), tf.gather(values, idx)
 
         def solve(idx):
-            def val(p):
-                return tf.add_n([self._ce(p, x_val, y_val, children[i]) for i in idx]) / len(idx)
-            _, rhs = hypergrad.gradient(val, params)
-
-            def train(p):
-                return tf.add_n([self._train_loss_fn(children[i], x_tr, y_tr)(p, values[i])
-                                 for i in idx]) / len(idx)
-            return response_lib.ift_solve(train, params, rhs, c.cg_iterations,
-                                          damping=c.cg_damping)
+            return self._ift_solve(*half(idx), x_val, y_val, x_tr, y_tr)
 
         def couple(u, idx):
-            out = [response_lib.ift_coupling(
-                lambda p, h, i=i: self._train_loss_fn(children[i], x_tr, y_tr)(p, h),
-                params, u, values[i]) for i in idx]
-            return tf.stack([o[0] for o in out]), tf.stack([o[1] for o in out])
+            return self._ift_couple(*half(idx), u, x_tr, y_tr)
 
-        cpl, dc, base, infos = response_lib.ift_cross_fit(solve, couple, c.controller_batch)
+        cpl, dc, base, infos = response_lib.ift_cross_fit(solve, couple, self.config.controller_batch)
         return cpl, dc, base, {
             "iterations": tf.cast(tf.stack([i.iterations for i in infos]), tf.float32),
             "residual": tf.stack([i.residual_norm for i in infos]),

@@ -27,3 +27,24 @@ def test_bad_budget_and_oracle_names_are_clear_errors():
         tuner_compare.compare(budget=0)
     with pytest.raises(ValueError, match="oracles"):
         tuner_compare.compare(budget=1, oracles=("GridSearch",))
+
+
+def test_digits_uses_conv2d_and_the_curve_is_the_running_best():
+    rows = tuner_compare.compare(budget=3, epochs=1, dataset="digits",
+                                 oracles=("RandomSearch",))
+    (r,) = rows
+    assert r["trials"] == 3 and len(r["curve"]) == 3
+    times, best = zip(*r["curve"])
+    assert list(times) == sorted(times) and times[-1] <= r["seconds"]
+    assert list(best) == sorted(best) and best[-1] == r["best_val_accuracy"]
+    assert r["test_accuracy"] > 0.2  # 10 classes: far above chance after one epoch
+
+
+def test_hypermodel_picks_the_convolution_by_input_rank():
+    import keras
+    import keras_tuner as kt
+
+    for shape, layer in (((40, 1), keras.layers.Conv1D), ((8, 8, 1), keras.layers.Conv2D)):
+        model = tuner_compare.CNNHyperModel(shape, 10).build(kt.HyperParameters())
+        assert any(type(l) is layer for l in model.layers)
+        assert model.output_shape == (None, 10)

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import time
 
 import keras
 import numpy as np
 
 from tf_enas import data
+from tf_enas.benchmarks import tuner_compare
 from tf_enas.controller import ControllerConfig
+from tf_enas.joint_search import JointConfig, JointSearch
 from tf_enas.retrain import RetrainConfig, train
 from tf_enas.search import RandomSearch, Search, SearchConfig
 
@@ -41,14 +44,15 @@ def hand_designed_cnn(splits, seed: int, epochs: int = 60) -> dict:
                                               weight_decay=5e-2))
 
 
-def _search_config(dataset: str, seed: int, budget_s: float, quick: bool, **overrides):
-    config = SearchConfig(
+def _search_config(dataset: str, seed: int, budget_s: float, quick: bool, cls=SearchConfig,
+                   retrain_optimizer: str = "adamw", **overrides):
+    config = cls(
         dataset=dataset, seed=seed, val_fraction=0.1 if dataset == "mnist1d" else 0.2,
         num_layers=4 if quick else 6, width=16 if quick else 64,
         batch_size=128 if dataset == "mnist1d" else 64, epochs=10_000, time_budget_s=budget_s,
         controller_steps=5 if quick else 20, derive_samples=8 if quick else 64,
         controller=ControllerConfig(lstm_size=32 if quick else 64),
-        retrain=RetrainConfig(epochs=3 if quick else 60,
+        retrain=RetrainConfig(epochs=3 if quick else 60, optimizer=retrain_optimizer,
                               batch_size=128 if dataset == "mnist1d" else 64))
     return dataclasses.replace(config, **overrides)
 
@@ -71,20 +75,43 @@ def _weight_sharing_row(cls, method, config, output_dir) -> dict:
             "curve": curve, "architecture": result["architecture"]}
 
 
+# The joint flagfiles' settings (flags/mnist1d_joint*.cfg): SGD η, μ, λ continuous.
+_JOINT = dict(cls=JointConfig, retrain_optimizer="sgd", continuous=("learning_rate", "momentum", "weight_decay"),
+              ranges={"learning_rate": (0.003, 0.3), "momentum": (0.5, 0.98),
+                      "weight_decay": (1e-6, 1e-3)},
+              controller_steps=10, lookahead_steps=1, lookahead_batch_size=64)
+
+
 def weight_sharing_methods(quick: bool) -> dict:
     """method name → (Search class, config overrides)."""
-    joint_choices = {"learning_rate": (0.02, 0.05, 0.1), "weight_decay": (1e-4, 2.5e-4, 5e-4)}
+    joint = lambda **kw: (JointSearch, _JOINT | kw)
     return {
         "random (shared weights)": (RandomSearch, {}),
         "ENAS (architecture only)": (Search, {}),
-        "joint, response=none (grids)": (Search, {"choices": joint_choices}),
+        "joint, response=none": joint(response="none"),
+        "joint + unrolled": joint(response="unrolled", response_every=2),
+        "joint + ift": joint(response="ift", response_every=5, cg_iterations=3,
+                             cg_damping=1.0, ift_batch_size=64),
     }
 
 
+def tuner_rows(dataset: str, seed: int, budget_s: float, quick: bool, directory: str):
+    """keras-tuner's RandomSearch, Hyperband, BayesianOptimization and tf_enas's
+    PolicyOracle on tuner_compare's CNN HyperModel, budget_s seconds each (trials train
+    from scratch; the test accuracy is the best trial's model, not a retrain)."""
+    names = {"PolicyOracle": "tf_enas PolicyOracle (keras-tuner)"}
+    return [{"method": names.get(r["oracle"], f"keras-tuner {r['oracle']}"),
+             "dataset": dataset, "seed": seed, "test_accuracy": r["test_accuracy"],
+             "val_accuracy": r["best_val_accuracy"], "wall_seconds": r["seconds"],
+             "evaluated": r["trials"], "curve": r["curve"]}
+            for r in tuner_compare.compare(float(budget_s), quick=quick, seed=seed,
+                                           dataset=dataset, directory=directory)]
+
+
 def run(datasets, seeds, budget_s: float, output_dir: str, quick: bool = False,
-        extra_methods: dict | None = None) -> list[dict]:
-    """All weight-sharing methods (plus `extra_methods`: name → fn(dataset, seed, budget_s,
-    dir) → row) on every dataset and seed, plus the hand-designed CNN."""
+        tuners: bool = True) -> list[dict]:
+    """The hand-designed CNN, every weight-sharing method and (tuners) the keras-tuner
+    oracles on every dataset and seed."""
     rows = []
     for dataset in datasets:
         for seed in seeds:
@@ -96,16 +123,21 @@ def run(datasets, seeds, budget_s: float, output_dir: str, quick: bool = False,
                          "wall_seconds": time.time() - start, "evaluated": 1, "curve": []})
             for method, (cls, overrides) in weight_sharing_methods(quick).items():
                 config = _search_config(dataset, seed, budget_s, quick, **overrides)
-                d = os.path.join(output_dir, f"{dataset}_{seed}_{method.split()[0]}")
+                slug = re.sub(r"\W+", "_", method)
+                d = os.path.join(output_dir, f"{dataset}_{seed}_{slug}")
                 rows.append({"dataset": dataset, "seed": seed,
                              **_weight_sharing_row(cls, method, config, d)})
-            for method, fn in (extra_methods or {}).items():
-                d = os.path.join(output_dir, f"{dataset}_{seed}_{method.split()[0]}")
-                rows.append({"dataset": dataset, "seed": seed, "method": method,
-                             **fn(dataset, seed, budget_s, d)})
+            if tuners:
+                rows += tuner_rows(dataset, seed, budget_s, quick,
+                                   os.path.join(output_dir, f"{dataset}_{seed}_tuners"))
     for r in rows:
-        r["seconds_to_target"] = next((t for t, v in r.get("curve", []) if v >= TARGET), None)
+        r["seconds_to_target"] = seconds_to_target(r.get("curve", []))
     return rows
+
+
+def seconds_to_target(curve, target: float = TARGET):
+    """The first time of a [(seconds, best accuracy)] curve at or above target (None: never)."""
+    return next((t for t, v in curve if v >= target), None)
 
 
 def markdown(rows: list[dict]) -> str:

@@ -37,7 +37,8 @@ ORACLES = ("PolicyOracle", "RandomSearch", "Hyperband", "BayesianOptimization")
 
 
 class CNNHyperModel(kt.HyperModel):
-    """A plain Conv1D classifier whose shape and optimizer are hyperparameters."""
+    """A plain CNN classifier (Conv1D or Conv2D by the input's rank) whose shape and
+    optimizer are hyperparameters."""
 
     def __init__(self, input_shape, num_classes):
         super().__init__(name="cnn1d")
@@ -46,16 +47,19 @@ class CNNHyperModel(kt.HyperModel):
     def build(self, hp):
         inputs = keras.Input(self.input_shape)
         x = inputs
+        conv, pool = ((keras.layers.Conv1D, keras.layers.MaxPooling1D)
+                      if len(self.input_shape) == 2 else
+                      (keras.layers.Conv2D, keras.layers.MaxPooling2D))
         kernel = hp.Choice("kernel_size", [3, 5, 7])
         batch_norm, pooling = hp.Boolean("batch_norm"), hp.Boolean("pooling")
         for i in range(hp.Int("conv_layers", 1, 3)):
-            x = keras.layers.Conv1D(hp.Choice(f"filters_{i}", [16, 32, 64]), kernel,
+            x = conv(hp.Choice(f"filters_{i}", [16, 32, 64]), kernel,
                                     padding="same", use_bias=not batch_norm)(x)
             if batch_norm:
                 x = keras.layers.BatchNormalization()(x)
             x = keras.layers.ReLU()(x)
             if pooling:
-                x = keras.layers.MaxPooling1D(2, padding="same")(x)
+                x = pool(2, padding="same")(x)
         x = keras.layers.Flatten()(x)
         x = keras.layers.Dense(hp.Int("dense_units", 32, 128, step=32), activation="relu")(x)
         x = keras.layers.Dropout(hp.Float("dropout", 0.0, 0.5, step=0.1))(x)
@@ -147,12 +151,14 @@ def _warm_up(hypermodel, splits):
 
 def compare(budget: int | float | None = None, quick: bool = False, seed: int = 0,
             epochs: int | None = None, oracles=ORACLES, directory: str | None = None,
-            num_samples: int | None = None) -> list[dict]:
+            num_samples: int | None = None, dataset: str = "mnist1d") -> list[dict]:
     """Runs every oracle on the same HyperModel and budget; one row (dict) per oracle.
 
     budget: int → trials per oracle, float → seconds per oracle (default: 4 trials quick,
     240 s full). epochs: per trial (default 3 quick, 10 full). num_samples: MNIST-1D
-    examples, train + test (default 2000 quick, the dataset's 5000 full).
+    examples, train + test (default 2000 quick, the dataset's 5000 full). dataset: any
+    name of tf_enas.data (1-D inputs get Conv1D, 2-D inputs Conv2D). Each row's "curve"
+    is [(seconds, best val accuracy so far)] at every trial's end.
     """
     if budget is None:
         budget = 4 if quick else 240.0
@@ -164,7 +170,7 @@ def compare(budget: int | float | None = None, quick: bool = False, seed: int = 
         raise ValueError(f"oracles must be a non-empty subset of {ORACLES}, got {oracles}")
     epochs = epochs or (3 if quick else 10)
     num_samples = num_samples or (2000 if quick else None)
-    splits = data_lib.load("mnist1d", seed=seed, num_samples=num_samples)
+    splits = data_lib.load(dataset, seed=seed, num_samples=num_samples)
     hypermodel = CNNHyperModel(splits.input_shape, splits.num_classes)
     tmp = directory or tempfile.mkdtemp(prefix="tuner_compare_")
     _warm_up(hypermodel, splits)
@@ -180,8 +186,10 @@ def compare(budget: int | float | None = None, quick: bool = False, seed: int = 
                  default=float("nan"))
     for r in rows:
         r["common_val_accuracy"] = common
-        r["time_to_common_s"] = next((t for t, s in r.pop("_events") if s >= common),
-                                     float("nan"))
+        events = r.pop("_events")
+        r["time_to_common_s"] = next((t for t, s in events if s >= common), float("nan"))
+        r["curve"] = [(t, max(s for _, s in events[:i + 1])) for i, (t, _) in
+                      enumerate(events)]
     return rows
 
 

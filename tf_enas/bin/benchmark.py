@@ -72,13 +72,15 @@ def main(argv):
         report += [f"## search quality ({budget:.0f} s search per method, then retrain)", "",
                    sq.markdown(rows), "", f"![curves]({os.path.basename(plot)})", ""]
     if "cost" in FLAGS.sections:
-        from tf_enas.benchmarks import hypergrad_cost, supernet_cost
+        from tf_enas.benchmarks import hypergrad_cost, response_cost, supernet_cost
 
         hg = hypergrad_cost.measure(quick=quick)
         sn = supernet_cost.measure(os.path.join(work, "cost"), quick=quick)
-        results["cost"] = {"hypergrad": hg, "supernet": sn}
+        rc = response_cost.measure(quick=quick, epochs=2 if quick else 3)
+        results["cost"] = {"hypergrad": hg, "supernet": sn, "response": rc}
         report += [hypergrad_cost.markdown(hg), "", "## supernet", "",
-                   supernet_cost.markdown(sn), ""]
+                   supernet_cost.markdown(sn), "", "## joint search per epoch, by response",
+                   "", response_cost.markdown(rc), ""]
     if "scaling" in FLAGS.sections:
         from tf_enas.benchmarks import scaling
 
