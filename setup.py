@@ -31,6 +31,7 @@ setup(
         "console_scripts": [
             "tf-enas-search=tf_enas.bin.search:run",
             "tf-enas-train=tf_enas.bin.train:run",
+            "tf-enas-joint-search=tf_enas.bin.joint_search:run",
             "tf-enas-benchmark=tf_enas.bin.benchmark:run",
         ],
     },

@@ -87,3 +87,11 @@ def test_train_rejects_bad_child(tmp_path):
     assert proc.returncode != 0 and "conv9" in proc.stderr
     proc = run("tf_enas.bin.train", f"--output_dir={tmp_path}")
     assert proc.returncode != 0 and "--child" in proc.stderr
+
+
+@pytest.mark.parametrize("flag, value", [
+    ("response", "bogus"), ("cg_damping", "-1"), ("learning_rate_range", "0.1"),
+    ("lookahead_steps", "-1"), ("continuous", "dropout")])
+def test_bad_joint_search_flag_is_named(flag, value, tmp_path):
+    proc = run("tf_enas.bin.joint_search", f"--{flag}={value}", f"--output_dir={tmp_path}")
+    assert proc.returncode != 0 and f"--{flag}" in proc.stderr, proc.stderr[-2000:]

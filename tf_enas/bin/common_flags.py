@@ -8,7 +8,9 @@ from __future__ import annotations
 from absl import flags
 
 from tf_enas import data
+from tf_enas.controller import ControllerConfig
 from tf_enas.retrain import OPTIMIZERS, RetrainConfig
+from tf_enas.space import OPS
 
 FLAGS = flags.FLAGS
 
@@ -41,6 +43,72 @@ def define_retrain_flags():
                          lower_bound=1)
     flags.DEFINE_float("retrain_dropout", 0.0, "Retrain head dropout.", lower_bound=0.0,
                        upper_bound=0.99)
+
+
+def define_search_flags():
+    """The SearchConfig fields that tf-enas-search and tf-enas-joint-search share."""
+    flags.DEFINE_integer("num_layers", 6, "Searched layers.", lower_bound=1)
+    flags.DEFINE_multi_enum("ops", list(OPS), list(OPS), "Ops each layer chooses from.")
+    flags.DEFINE_integer("width", 64, "Channels of every supernet layer.", lower_bound=1)
+    flags.DEFINE_integer("batch_size", 128, "Shared-weight batch size.", lower_bound=1)
+    flags.DEFINE_float("lr_max", 0.05, "Shared-weight peak learning rate (when the learning "
+                       "rate is not searched).", lower_bound=0.0)
+    flags.DEFINE_float("lr_min", 5e-4, "Shared-weight minimum learning rate (the cosine "
+                       "multiplier's floor is lr_min/lr_max).", lower_bound=0.0)
+    flags.DEFINE_integer("lr_restart_epochs", 10, "First cosine period (then doubling).",
+                         lower_bound=1)
+    flags.DEFINE_float("momentum", 0.9, "Shared-weight momentum (when not searched).",
+                       lower_bound=0.0, upper_bound=0.999)
+    flags.DEFINE_float("l2", 2.5e-4, "L2 on shared weights (when not searched).",
+                       lower_bound=0.0)
+    flags.DEFINE_float("grad_clip_norm", 5.0, "Global-norm clip of shared-weight gradients.",
+                       lower_bound=1e-8)
+    flags.DEFINE_integer("epochs", 100, "Maximum search epochs.", lower_bound=1)
+    flags.DEFINE_float("time_budget_s", None, "Wall-clock budget of the search phase "
+                       "(seconds).", lower_bound=1.0)
+    flags.DEFINE_integer("controller_steps", 20, "Controller steps per epoch.", lower_bound=1)
+    flags.DEFINE_integer("controller_batch", 8, "Children per controller step.", lower_bound=1)
+    flags.DEFINE_integer("val_batch_size", 256, "Validation batch per reward.", lower_bound=1)
+    flags.DEFINE_integer("derive_samples", 64, "Children scored on the whole validation set.",
+                         lower_bound=1)
+    flags.DEFINE_integer("controller_lstm_size", 64, "Controller LSTM units.", lower_bound=1)
+    flags.DEFINE_float("controller_lr", 1e-3, "Controller Adam learning rate.", lower_bound=0.0)
+    flags.DEFINE_float("controller_temperature", 1.0, "Logit temperature.", lower_bound=1e-3)
+    flags.DEFINE_float("controller_tanh_constant", 1.5, "tanh constant of the logits "
+                       "(0: none).", lower_bound=0.0)
+    flags.DEFINE_float("controller_entropy_weight", 1e-4, "Entropy bonus.", lower_bound=0.0)
+    flags.DEFINE_float("controller_baseline_decay", 0.99, "Baseline moving-average decay.",
+                       lower_bound=0.0, upper_bound=0.9999)
+    flags.DEFINE_float("controller_skip_target", 0.4, "Target skip probability.",
+                       lower_bound=1e-3, upper_bound=0.999)
+    flags.DEFINE_float("controller_skip_weight", 0.8, "Weight of the skip KL penalty.",
+                       lower_bound=0.0)
+    flags.DEFINE_integer("verbose", 1, "0: quiet, 1: progress bar.", lower_bound=0,
+                         upper_bound=2)
+    flags.register_validator("lr_min", lambda v: v > 0, "--lr_min must be > 0")
+
+
+def search_config_fields() -> dict:
+    """The fields of define_data_flags, define_search_flags and define_retrain_flags, as
+    SearchConfig keyword arguments."""
+    controller = ControllerConfig(
+        lstm_size=FLAGS.controller_lstm_size, learning_rate=FLAGS.controller_lr,
+        temperature=FLAGS.controller_temperature,
+        tanh_constant=FLAGS.controller_tanh_constant or None,
+        entropy_weight=FLAGS.controller_entropy_weight,
+        baseline_decay=FLAGS.controller_baseline_decay,
+        skip_target=FLAGS.controller_skip_target, skip_weight=FLAGS.controller_skip_weight)
+    return dict(
+        dataset=FLAGS.dataset, dataset_path=FLAGS.dataset_path, num_samples=FLAGS.num_samples,
+        val_fraction=FLAGS.val_fraction, seed=FLAGS.seed, num_layers=FLAGS.num_layers,
+        ops=tuple(dict.fromkeys(FLAGS.ops)), width=FLAGS.width,
+        batch_size=FLAGS.batch_size, lr_max=FLAGS.lr_max, lr_min=FLAGS.lr_min,
+        lr_restart_epochs=FLAGS.lr_restart_epochs, momentum=FLAGS.momentum, l2=FLAGS.l2,
+        grad_clip_norm=FLAGS.grad_clip_norm, controller=controller,
+        controller_steps=FLAGS.controller_steps, controller_batch=FLAGS.controller_batch,
+        val_batch_size=FLAGS.val_batch_size, epochs=FLAGS.epochs,
+        time_budget_s=FLAGS.time_budget_s, derive_samples=FLAGS.derive_samples,
+        retrain=retrain_config())
 
 
 def retrain_config() -> RetrainConfig:
