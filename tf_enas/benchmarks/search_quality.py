@@ -48,7 +48,7 @@ def _search_config(dataset: str, seed: int, budget_s: float, quick: bool, cls=Se
                    retrain_optimizer: str = "adamw", **overrides):
     config = cls(
         dataset=dataset, seed=seed, val_fraction=0.1 if dataset == "mnist1d" else 0.2,
-        num_layers=4 if quick else 6, width=16 if quick else 64,
+        num_layers=2 if quick else 6, width=8 if quick else 64,
         batch_size=128 if dataset == "mnist1d" else 64, epochs=10_000, time_budget_s=budget_s,
         controller_steps=5 if quick else 20, derive_samples=8 if quick else 64,
         controller=ControllerConfig(lstm_size=32 if quick else 64),
@@ -117,8 +117,9 @@ def run(datasets, seeds, budget_s: float, output_dir: str, quick: bool = False,
         for seed in seeds:
             splits = data.load(dataset, seed, 0.1 if dataset == "mnist1d" else 0.2)
             start = time.time()
-            hand = hand_designed_cnn(splits, seed, epochs=3 if quick else 60)
-            rows.append({"method": "hand-designed CNN (5×conv-BN-ReLU, 60 ep.)",
+            epochs = 10 if quick else 60
+            hand = hand_designed_cnn(splits, seed, epochs=epochs)
+            rows.append({"method": f"hand-designed CNN (5×conv-BN-ReLU, {epochs} ep.)",
                          "dataset": dataset, "seed": seed, **hand,
                          "wall_seconds": time.time() - start, "evaluated": 1, "curve": []})
             for method, (cls, overrides) in weight_sharing_methods(quick).items():

@@ -1,6 +1,6 @@
 """tf-enas-benchmark: search quality, costs and scaling, side by side in one run.
 
-    python -m tf_enas.bin.benchmark --quick            # every section, tiny budgets (≤ 5 min)
+    python -m tf_enas.bin.benchmark --quick            # every section, tiny budgets (goal ≤ 5 min)
     python -m tf_enas.bin.benchmark --seeds=0,1,2      # the full comparison (hours)
 
 Writes BENCHMARKS.md (tables, the command, machine, versions, date), --json_out, and PNG
@@ -13,6 +13,7 @@ import os
 import platform
 import sys
 import tempfile
+import time
 
 from absl import app, flags, logging
 
@@ -48,6 +49,37 @@ def _header(command: str) -> str:
         f"keras {keras.__version__}", ""])
 
 
+def _search(work, quick, budget, seeds, datasets, plot_dir):
+    from tf_enas.benchmarks import search_quality as sq
+
+    rows = sq.run(datasets, seeds, budget, os.path.join(work, "search"), quick=quick)
+    plot = os.path.join(plot_dir, "benchmark_search.png")
+    sq.plot(rows, plot)
+    table = [{k: r.get(k) for k in (
+        "method", "dataset", "seed", "test_accuracy", "val_accuracy", "seconds_to_target",
+        "wall_seconds", "evaluated")} for r in rows]
+    return table, [f"## search quality ({budget:.0f} s search per method, then retrain)", "",
+                   sq.markdown(rows), "", f"![curves]({os.path.basename(plot)})"]
+
+
+def _cost(work, quick):
+    from tf_enas.benchmarks import hypergrad_cost, response_cost, supernet_cost
+
+    hg = hypergrad_cost.measure(quick=quick)
+    sn = supernet_cost.measure(os.path.join(work, "cost"), quick=quick)
+    rc = response_cost.measure(quick=quick, epochs=2 if quick else 3)
+    return {"hypergrad": hg, "supernet": sn, "response": rc}, [
+        hypergrad_cost.markdown(hg), "", "## supernet", "", supernet_cost.markdown(sn), "",
+        "## joint search per epoch, by response", "", response_cost.markdown(rc)]
+
+
+def _scaling(quick):
+    from tf_enas.benchmarks import scaling
+
+    sc = scaling.measure(quick=quick)
+    return sc, [f"## scaling (width {sc['width']})", "", scaling.markdown(sc)]
+
+
 def main(argv):
     logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
@@ -55,42 +87,27 @@ def main(argv):
     quick = FLAGS.quick
     seeds = [int(s) for s in FLAGS.seeds][: 1 if quick else None]
     datasets = FLAGS.datasets[: 1 if quick else None]
-    budget = 20.0 if quick else FLAGS.budget_s
+    budget = 10.0 if quick else FLAGS.budget_s
     work = FLAGS.work_dir or tempfile.mkdtemp(prefix="tf_enas_bench_")
     command = "python -m tf_enas.bin.benchmark " + " ".join(sys.argv[1:])
-    report, results = [_header(command)], {"command": command}
+    report, results = [_header(command)], {"command": command, "section_seconds": {}}
     plot_dir = os.path.dirname(os.path.abspath(FLAGS.output))
-    if "search" in FLAGS.sections:
-        from tf_enas.benchmarks import search_quality as sq
-
-        rows = sq.run(datasets, seeds, budget, os.path.join(work, "search"), quick=quick)
-        plot = os.path.join(plot_dir, "benchmark_search.png")
-        sq.plot(rows, plot)
-        results["search"] = [{k: r.get(k) for k in (
-            "method", "dataset", "seed", "test_accuracy", "val_accuracy", "seconds_to_target",
-            "wall_seconds", "evaluated")} for r in rows]
-        report += [f"## search quality ({budget:.0f} s search per method, then retrain)", "",
-                   sq.markdown(rows), "", f"![curves]({os.path.basename(plot)})", ""]
-    if "cost" in FLAGS.sections:
-        from tf_enas.benchmarks import hypergrad_cost, response_cost, supernet_cost
-
-        hg = hypergrad_cost.measure(quick=quick)
-        sn = supernet_cost.measure(os.path.join(work, "cost"), quick=quick)
-        rc = response_cost.measure(quick=quick, epochs=2 if quick else 3)
-        results["cost"] = {"hypergrad": hg, "supernet": sn, "response": rc}
-        report += [hypergrad_cost.markdown(hg), "", "## supernet", "",
-                   supernet_cost.markdown(sn), "", "## joint search per epoch, by response",
-                   "", response_cost.markdown(rc), ""]
-    if "scaling" in FLAGS.sections:
-        from tf_enas.benchmarks import scaling
-
-        sc = scaling.measure(quick=quick)
-        results["scaling"] = sc
-        report += [f"## scaling (width {sc['width']})", "", scaling.markdown(sc), ""]
-    with open(FLAGS.output + ".tmp", "w") as f:
-        f.write("\n".join(report))
-    os.replace(FLAGS.output + ".tmp", FLAGS.output)
-    files.write_json(FLAGS.json_out, results)
+    os.makedirs(plot_dir, exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.json_out)), exist_ok=True)
+    sections = {"search": lambda: _search(work, quick, budget, seeds, datasets, plot_dir),
+                "cost": lambda: _cost(work, quick), "scaling": lambda: _scaling(quick)}
+    for name in SECTIONS:
+        if name not in FLAGS.sections:
+            continue
+        start = time.time()
+        results[name], lines = sections[name]()
+        results["section_seconds"][name] = time.time() - start
+        report += lines + ["", f"({name} section: {time.time() - start:.0f} s)", ""]
+        # written after every section, so a later failure loses nothing already measured
+        with open(FLAGS.output + ".tmp", "w") as f:
+            f.write("\n".join(report))
+        os.replace(FLAGS.output + ".tmp", FLAGS.output)
+        files.write_json(FLAGS.json_out, results)
     print("\n".join(report))
 
 
