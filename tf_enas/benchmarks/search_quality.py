@@ -3,7 +3,8 @@
 
 Curves ("best validation accuracy against wall time") are, for weight-sharing methods,
 the best validation-batch accuracy of any child scored with shared weights so far, then
-the retrained child's validation accuracy at the end; for keras-tuner oracles, the best
+the retrained child's validation accuracy at the end (joint searches: only that end point,
+their controller reward is −L_val, not an accuracy); for keras-tuner oracles, the best
 trial's validation accuracy so far. `seconds_to_target` is the first time a curve reaches
 the target (0.97 on MNIST-1D).
 """
@@ -63,10 +64,11 @@ def _weight_sharing_row(cls, method, config, output_dir) -> dict:
     result = search.run()
     wall = time.time() - start
     curve, t, best = [], 0.0, 0.0
-    for h in result["history"]:
-        t += h["seconds"]
-        best = max(best, h.get("controller/best_reward", h["controller/reward"]))
-        curve.append((t, best))
+    if not isinstance(search, JointSearch):  # a joint reward is −L_val, not an accuracy
+        for h in result["history"]:
+            t += h["seconds"]
+            best = max(best, h.get("controller/best_reward", h["controller/reward"]))
+            curve.append((t, best))
     curve.append((wall, max(best, result["val_accuracy"])))
     return {"method": method, "val_accuracy": result["val_accuracy"],
             "test_accuracy": result["test_accuracy"], "wall_seconds": wall,
@@ -76,7 +78,8 @@ def _weight_sharing_row(cls, method, config, output_dir) -> dict:
 
 
 # The joint flagfiles' settings (flags/mnist1d_joint*.cfg): SGD η, μ, λ continuous.
-_JOINT = dict(cls=JointConfig, retrain_optimizer="sgd", continuous=("learning_rate", "momentum", "weight_decay"),
+_JOINT = dict(cls=JointConfig, retrain_optimizer="sgd",
+              continuous=("learning_rate", "momentum", "weight_decay"),
               ranges={"learning_rate": (0.003, 0.3), "momentum": (0.5, 0.98),
                       "weight_decay": (1e-6, 1e-3)},
               controller_steps=10, lookahead_steps=1, lookahead_batch_size=64)
