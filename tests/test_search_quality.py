@@ -30,11 +30,11 @@ def test_markdown_groups_seeds_with_mean_and_std():
 
 
 def test_every_method_of_the_issue_is_in_the_table():
-    names = list(sq.weight_sharing_methods(quick=True))
+    names = list(sq.weight_sharing_methods())
     assert names == ["random (shared weights)", "ENAS (architecture only)",
                      "joint, response=none", "joint + unrolled", "joint + ift"]
     configs = [sq._search_config("mnist1d", 0, 5.0, True, **kw)
-               for _, kw in sq.weight_sharing_methods(quick=True).values()]
+               for _, kw in sq.weight_sharing_methods().values()]
     assert [getattr(c, "response", None) for c in configs] == [
         None, None, "none", "unrolled", "ift"]
     assert all(c.retrain.optimizer == "sgd" for c in configs[2:])

@@ -18,7 +18,7 @@ from tf_enas.joint_search import JointSearch
 def measure(quick: bool = False, epochs: int = 3, dataset: str = "mnist1d") -> list[dict]:
     """One row per response: first_epoch_s, epoch_s (mean of epochs 2..), ratio_to_none."""
     rows = []
-    for method, (cls, overrides) in search_quality.weight_sharing_methods(quick).items():
+    for method, (cls, overrides) in search_quality.weight_sharing_methods().items():
         if cls is not JointSearch:
             continue
         config = search_quality._search_config(dataset, 0, 1.0, quick, **overrides)

@@ -85,7 +85,7 @@ _JOINT = dict(cls=JointConfig, retrain_optimizer="sgd",
               controller_steps=10, lookahead_steps=1, lookahead_batch_size=64)
 
 
-def weight_sharing_methods(quick: bool) -> dict:
+def weight_sharing_methods() -> dict:
     """method name → (Search class, config overrides)."""
     joint = lambda **kw: (JointSearch, _JOINT | kw)
     return {
@@ -125,7 +125,7 @@ def run(datasets, seeds, budget_s: float, output_dir: str, quick: bool = False,
             rows.append({"method": f"hand-designed CNN (5×conv-BN-ReLU, {epochs} ep.)",
                          "dataset": dataset, "seed": seed, **hand,
                          "wall_seconds": time.time() - start, "evaluated": 1, "curve": []})
-            for method, (cls, overrides) in weight_sharing_methods(quick).items():
+            for method, (cls, overrides) in weight_sharing_methods().items():
                 config = _search_config(dataset, seed, budget_s, quick, **overrides)
                 slug = re.sub(r"\W+", "_", method)
                 d = os.path.join(output_dir, f"{dataset}_{seed}_{slug}")
