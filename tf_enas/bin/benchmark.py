@@ -1,7 +1,7 @@
 """tf-enas-benchmark: search quality, costs and scaling, side by side in one run.
 
-    python -m tf_enas.bin.benchmark --quick            # every section, tiny budgets (goal ≤ 5 min)
-    python -m tf_enas.bin.benchmark --seeds=0,1,2      # the full comparison (hours)
+    python -m tf_enas.bin.benchmark --quick        # every section, tiny budgets (10 min on 2 cores)
+    python -m tf_enas.bin.benchmark --seeds=0,1,2  # the full comparison (10-12 hours on 2 cores)
 
 Writes BENCHMARKS.md (tables, the command, machine, versions, date), --json_out, and PNG
 plots next to BENCHMARKS.md.
