@@ -33,7 +33,7 @@ def test_every_method_of_the_issue_is_in_the_table():
     names = list(sq.weight_sharing_methods())
     assert names == ["random (shared weights)", "ENAS (architecture only)",
                      "joint, response=none", "joint + unrolled", "joint + ift"]
-    configs = [sq._search_config("mnist1d", 0, 5.0, True, **kw)
+    configs = [sq.search_config("mnist1d", 0, 5.0, True, **kw)
                for _, kw in sq.weight_sharing_methods().values()]
     assert [getattr(c, "response", None) for c in configs] == [
         None, None, "none", "unrolled", "ift"]

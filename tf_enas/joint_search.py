@@ -306,7 +306,8 @@ class JointSearch(Search):
         def couple(u, idx):
             return self._ift_couple(*half(idx), u, x_tr, y_tr)
 
-        cpl, dc, base, infos = response_lib.ift_cross_fit(solve, couple, self.config.controller_batch)
+        cpl, dc, base, infos = response_lib.ift_cross_fit(solve, couple,
+                                                          self.config.controller_batch)
         return cpl, dc, base, {
             "iterations": tf.cast(tf.stack([i.iterations for i in infos]), tf.float32),
             "residual": tf.stack([i.residual_norm for i in infos]),

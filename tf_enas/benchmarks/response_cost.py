@@ -21,7 +21,7 @@ def measure(quick: bool = False, epochs: int = 3, dataset: str = "mnist1d") -> l
     for method, (cls, overrides) in search_quality.weight_sharing_methods().items():
         if cls is not JointSearch:
             continue
-        config = search_quality._search_config(dataset, 0, 1.0, quick, **overrides)
+        config = search_quality.search_config(dataset, 0, 1.0, quick, **overrides)
         config = dataclasses.replace(config, epochs=epochs, time_budget_s=None)
         with tempfile.TemporaryDirectory() as out:
             history = JointSearch(config, out, verbose=0).search()

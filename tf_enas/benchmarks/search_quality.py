@@ -45,7 +45,7 @@ def hand_designed_cnn(splits, seed: int, epochs: int = 60) -> dict:
                                               weight_decay=5e-2))
 
 
-def _search_config(dataset: str, seed: int, budget_s: float, quick: bool, cls=SearchConfig,
+def search_config(dataset: str, seed: int, budget_s: float, quick: bool, cls=SearchConfig,
                    retrain_optimizer: str = "adamw", **overrides):
     config = cls(
         dataset=dataset, seed=seed, val_fraction=0.1 if dataset == "mnist1d" else 0.2,
@@ -111,10 +111,9 @@ def tuner_rows(dataset: str, seed: int, budget_s: float, quick: bool, directory:
                                            dataset=dataset, directory=directory)]
 
 
-def run(datasets, seeds, budget_s: float, output_dir: str, quick: bool = False,
-        tuners: bool = True) -> list[dict]:
-    """The hand-designed CNN, every weight-sharing method and (tuners) the keras-tuner
-    oracles on every dataset and seed."""
+def run(datasets, seeds, budget_s: float, output_dir: str, quick: bool = False) -> list[dict]:
+    """The hand-designed CNN, every weight-sharing method and the keras-tuner oracles on
+    every dataset and seed."""
     rows = []
     for dataset in datasets:
         for seed in seeds:
@@ -126,14 +125,13 @@ def run(datasets, seeds, budget_s: float, output_dir: str, quick: bool = False,
                          "dataset": dataset, "seed": seed, **hand,
                          "wall_seconds": time.time() - start, "evaluated": 1, "curve": []})
             for method, (cls, overrides) in weight_sharing_methods().items():
-                config = _search_config(dataset, seed, budget_s, quick, **overrides)
+                config = search_config(dataset, seed, budget_s, quick, **overrides)
                 slug = re.sub(r"\W+", "_", method)
                 d = os.path.join(output_dir, f"{dataset}_{seed}_{slug}")
                 rows.append({"dataset": dataset, "seed": seed,
                              **_weight_sharing_row(cls, method, config, d)})
-            if tuners:
-                rows += tuner_rows(dataset, seed, budget_s, quick,
-                                   os.path.join(output_dir, f"{dataset}_{seed}_tuners"))
+            rows += tuner_rows(dataset, seed, budget_s, quick,
+                               os.path.join(output_dir, f"{dataset}_{seed}_tuners"))
     for r in rows:
         r["seconds_to_target"] = seconds_to_target(r.get("curve", []))
     return rows

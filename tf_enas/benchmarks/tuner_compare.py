@@ -19,6 +19,7 @@ best val accuracies, which every oracle reached) — a time-to-accuracy figure.
 """
 from __future__ import annotations
 
+import itertools
 import shutil
 import tempfile
 import time
@@ -188,8 +189,8 @@ def compare(budget: int | float | None = None, quick: bool = False, seed: int = 
         r["common_val_accuracy"] = common
         events = r.pop("_events")
         r["time_to_common_s"] = next((t for t, s in events if s >= common), float("nan"))
-        r["curve"] = [(t, max(s for _, s in events[:i + 1])) for i, (t, _) in
-                      enumerate(events)]
+        r["curve"] = list(zip((t for t, _ in events),
+                              itertools.accumulate((s for _, s in events), max)))
     return rows
 
 

@@ -101,8 +101,8 @@ def main(argv):
             continue
         start = time.time()
         results[name], lines = sections[name]()
-        results["section_seconds"][name] = time.time() - start
-        report += lines + ["", f"({name} section: {time.time() - start:.0f} s)", ""]
+        seconds = results["section_seconds"][name] = time.time() - start
+        report += lines + ["", f"({name} section: {seconds:.0f} s)", ""]
         # written after every section, so a later failure loses nothing already measured
         with open(FLAGS.output + ".tmp", "w") as f:
             f.write("\n".join(report))
