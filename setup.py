@@ -11,21 +11,24 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["tf_enas", "tf_enas.*"]),
     include_package_data=True,
+    # Each range spans versions this project's test suite has passed with (the lower end
+    # and the newest release below the upper end, in a fresh virtual environment).
     install_requires=[
         "tensorflow>=2.21,<2.22",
-        "keras>=3.15,<4",
+        "keras>=3.15,<3.16",
         "keras-tuner>=1.4.8,<1.5",
         "tensorflow-probability[tf]>=0.25,<0.26",
         "tensorboard>=2.21,<2.22",
-        "absl-py>=2.1",
-        "numpy>=1.26",
-        "mnist1d>=0.0.2",
-        "scikit-learn>=1.4",
-        "matplotlib>=3.8",
-        "tqdm>=4.66",
+        "absl-py>=2.1,<3",
+        "numpy>=2.0,<3",
+        "mnist1d>=0.0.2,<0.1",
+        "scikit-learn>=1.4,<2",
+        "matplotlib>=3.8,<4",
+        "tqdm>=4.66,<5",
     ],
     extras_require={
-        "test": ["pytest>=8", "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"],
+        "test": ["pytest>=8,<10", "nbclient>=0.10,<0.12", "nbformat>=5.10,<6",
+                 "ipykernel>=6.29,<8"],
     },
     entry_points={
         "console_scripts": [
