@@ -2,39 +2,34 @@
 
 d/d(lambda) val_loss(w_K(lambda), lambda), w_{t+1} = step(w_t, grad train_loss(w_t, lambda, t), lambda).
 
-The differentiated steps run under one GradientTape, either as an unrolled Python loop or
-as a tf.while_loop (``loop``). Measured side by side (``tf_enas.benchmarks.hypergrad_cost``,
-MNIST-1D, SGD, K = 20, TF 2.21 CPU), relative to K plain training steps:
+memory="full": the differentiated steps run under one GradientTape, as an unrolled Python
+loop or as a tf.while_loop (``loop``), and every step's intermediates are kept (memory
+linear in K). ``loop="auto"`` picks a Python loop when the number of differentiated steps
+min(T, K) is a Python constant <= 32 (O(K) graph and trace, the cheaper run), a
+tf.while_loop otherwise, in particular whenever ``steps`` is a tensor, so that a
+``tf.function`` taking K as a tensor never retraces.
 
-  =========  ===================  =================================================
-  loop       time (MLP / CNN)     graph, trace, retracing
-  =========  ===================  =================================================
-  python     ~3.0 / ~2.7          O(K) graph; tracing ~0.3 / 0.5 s per step; K static
-  while      ~4.6-5.0 / ~3.0-3.2  constant graph and trace; K may be a tensor
-  =========  ===================  =================================================
-
-(while_v2's gradient accumulates every intermediate of every step in TensorLists; a
-hand-written reverse loop that stores only w_t and recomputes each step measured 4.1 /
-3.6, no better.) Memory grows linearly in K either way (benchmark MLP 40-256-10, batch
-128, peak RSS: K = 100 took ~30 MiB as a Python loop, ~46 MiB as a while_loop, and 460
-MiB at K = 1000; ``forward_hypergradient`` stayed at 6-20 MiB up to K = 3000). Hence ``loop="auto"``: a Python loop when the number of differentiated
-steps min(T, K) is a Python constant <= 32 (the usual short-horizon or truncated
-hypergradient inside a search), a tf.while_loop otherwise, in particular whenever
-``steps`` is a tensor, so that a ``tf.function`` taking K as a tensor never retraces.
+memory="checkpointed": the steps run once without a tape, keeping (w, s) every L steps,
+and each segment is recomputed under a tape in the backward pass (``checkpointed.py``):
+memory O(K/L + L) states, one extra forward pass, the same result.
+Measured costs: ``tf_enas.benchmarks.hypergrad_cost``.
 """
 import tensorflow as tf
 
 from tf_enas.hypergrad import _lists
+from tf_enas.hypergrad import checkpointed
 from tf_enas.hypergrad import inner_loop
 
 _ZERO = tf.UnconnectedGradients.ZERO
 LOOPS = ("auto", "python", "while")
+MEMORY = ("full", "checkpointed")
 AUTO_PYTHON_MAX_STEPS = 32
 
 
 def unrolled_hypergradient(train_loss, val_loss, params, hparams, steps, optimizer="sgd",
                            learning_rate=0.1, momentum=0.9, truncate=None, beta2=0.999,
-                           epsilon=1e-8, eps_root=1e-16, loop="auto"):
+                           epsilon=1e-8, eps_root=1e-16, loop="auto", memory="full",
+                           checkpoint_every=None):
     """(d val_loss(w_K, lambda) / d lambda, w_K) by reverse mode through `steps` optimizer steps.
 
     train_loss(params, hparams, step) -> scalar (step: int32 tensor, e.g. to pick a
@@ -46,10 +41,20 @@ def unrolled_hypergradient(train_loss, val_loss, params, hparams, steps, optimiz
     the result is d val_loss / d lambda through steps K-T..K-1 only (T >= K: exact).
     Hyperparameters unused by both losses and the optimizer get zero gradients.
     loop: "python", "while" or "auto" (see the module docstring; "python" needs steps and
-    truncate as Python ints). Returns (grads shaped like hparams, final params w_K).
+    truncate as Python ints). memory: "full" (store every step) or "checkpointed" (store
+    (w, s) every ``checkpoint_every`` steps, default ceil(sqrt(min(T, K))), and recompute;
+    the same hypergradient in memory O(sqrt K)). Returns (grads shaped like hparams, w_K).
     """
     if loop not in LOOPS:
         raise ValueError(f"loop must be one of {LOOPS}, got {loop!r}")
+    if memory not in MEMORY:
+        raise ValueError(f"memory must be one of {MEMORY}, got {memory!r}")
+    if memory == "full" and checkpoint_every is not None:
+        raise ValueError("checkpoint_every needs memory='checkpointed'")
+    if memory == "checkpointed" and loop == "python":
+        raise ValueError("memory='checkpointed' runs tf.while_loops; pass loop='auto' or 'while'")
+    if memory == "checkpointed":
+        checkpointed.segment_length(1, checkpoint_every)  # argument check
     count = inner_loop.static_count(steps, truncate)
     if loop == "python" and count is None:
         raise ValueError("loop='python' needs steps (and truncate) as Python ints; pass "
@@ -70,6 +75,9 @@ def unrolled_hypergradient(train_loss, val_loss, params, hparams, steps, optimiz
                                    hyper_of(frozen), 0, start)
     params = [tf.stop_gradient(w) for w in params]
     state = [tf.stop_gradient(s) for s in state]
+    if memory == "checkpointed":
+        return checkpointed.reverse(train_loss, val_loss, optimizer, params, state, hparams,
+                                    hyper_of, start, steps, checkpoint_every)
     with tf.GradientTape() as tape:
         tape.watch(hparams)
         if python:

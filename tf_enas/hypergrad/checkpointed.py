@@ -1,0 +1,84 @@
+"""Reverse mode through K optimizer steps in memory O(K/L + L) by recomputation (Griewank).
+
+Forward: run the K steps without a tape, keeping only (w_t, s_t) at t = start + jL.
+Backward, segment j = n-1, ..., 0: recompute steps jL..min((j+1)L, K)-1 from the checkpoint
+under a GradientTape, and pull the adjoint back through them:
+    (wbar_{jL}, sbar_{jL}, hbar_j) = [d(w, s)_{end} / d(w_{jL}, s_{jL}, lambda)]^T (wbar_end, sbar_end),
+with dL/dlambda = dL_val/dlambda + sum_j hbar_j. L = ceil(sqrt(K)) by default: one extra
+forward pass, memory of about 2 sqrt(K) states instead of K steps' intermediates.
+"""
+import tensorflow as tf
+
+from tf_enas.hypergrad import _lists
+from tf_enas.hypergrad import inner_loop
+
+_ZERO = tf.UnconnectedGradients.ZERO
+
+
+def segment_length(count, checkpoint_every=None):
+    """L: checkpoint_every if given (int >= 1 or int32 tensor), else ceil(sqrt(count))."""
+    if checkpoint_every is None:
+        root = tf.math.ceil(tf.sqrt(tf.cast(count, tf.float64)))
+        return tf.maximum(tf.cast(root, tf.int32), 1)
+    if isinstance(checkpoint_every, bool) or (
+            isinstance(checkpoint_every, int) and checkpoint_every < 1):
+        raise ValueError(f"checkpoint_every must be an int >= 1 or None, got {checkpoint_every!r}")
+    return tf.maximum(tf.convert_to_tensor(checkpoint_every, tf.int32), 1)
+
+
+def reverse(train_loss, val_loss, optimizer, params, state, hparams, hyper_of, start, stop,
+            checkpoint_every=None):
+    """(d val_loss(w_stop, lambda) / d hparams, w_stop) through steps start..stop-1 from (w, s).
+
+    hyper_of(hparams) -> the optimizer's scalars (a dict); (params, state) are the values
+    at step start, treated as constants. Same result as one tape over all the steps.
+    """
+    start = tf.convert_to_tensor(start, tf.int32)
+    stop = tf.convert_to_tensor(stop, tf.int32)
+    count = tf.maximum(stop - start, 0)
+    every = segment_length(count, checkpoint_every)
+    segments = (count + every - 1) // every
+    n_w, n_s = len(params), len(state)
+    frozen = [tf.stop_gradient(h) for h in hparams]
+    frozen_hyper = hyper_of(frozen)
+
+    def bounds(j):
+        seg_start = start + j * every
+        return seg_start, tf.minimum(seg_start + every, stop)
+
+    # Forward: checkpoints only.
+    arrays = [tf.TensorArray(x.dtype, size=segments, element_shape=x.shape)
+              for x in params + state]
+
+    def forward_body(j, w, s, arrays):
+        arrays = [a.write(j, x) for a, x in zip(arrays, w + s)]
+        w, s = inner_loop.run(train_loss, optimizer, w, s, frozen, frozen_hyper, *bounds(j))
+        return j + 1, w, s, arrays
+
+    _, final, _, arrays = tf.while_loop(
+        lambda j, w, s, a: j < segments, forward_body, (tf.constant(0), params, state, arrays))
+    saved = [a.stack() for a in arrays]
+
+    with tf.GradientTape() as tape:
+        tape.watch(final + hparams)
+        loss = val_loss(final, hparams)
+    grads = _lists.zeros_for_none(
+        tape.gradient(loss, final + hparams, unconnected_gradients=_ZERO), final + hparams)
+    adjoint = grads[:n_w] + [tf.zeros_like(s) for s in state]
+
+    # Backward: recompute each segment under a tape, last segment first.
+    def backward_body(j, adjoint, hbar):
+        w = [tf.gather(a, j) for a in saved[:n_w]]
+        s = [tf.gather(a, j) for a in saved[n_w:]]
+        with tf.GradientTape() as tape:
+            tape.watch(w + s + hparams)
+            w_end, s_end = inner_loop.run(train_loss, optimizer, w, s, hparams,
+                                          hyper_of(hparams), *bounds(j))
+        pulled = tape.gradient(w_end + s_end, w + s + hparams, output_gradients=adjoint,
+                               unconnected_gradients=_ZERO)
+        pulled = _lists.zeros_for_none(pulled, w + s + hparams)
+        return j - 1, pulled[:n_w + n_s], _lists.add(hbar, pulled[n_w + n_s:])
+
+    _, _, hbar = tf.while_loop(lambda j, a, h: j >= 0, backward_body,
+                               (segments - 1, adjoint, grads[n_w:]))
+    return hbar, [tf.stop_gradient(w) for w in final]
