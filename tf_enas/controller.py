@@ -11,12 +11,16 @@ optimizer choices from one head per choice. Trained by REINFORCE:
 
     loss = −(R − b) log π_φ(child) − β_ent H[π_φ] + β_skip KL(p_skip ‖ skip_target)
 
-with a moving-average baseline b ← decay·b + (1 − decay)·R and Adam.
+with a moving-average baseline b ← decay·b + (1 − decay)·R and Adam. A subclass adds
+decisions after these through two hooks, `_build_heads` and `_walk_more` (see
+joint_controller.py); every controller returns (children, values) from `sample`, with
+values an empty [B, 0] tensor when it has no continuous decisions.
 Defaults follow ENAS's published macro-search scripts (lstm_size 64, tanh_constant 1.5,
 lr 1e-3, bl_dec 0.99, entropy_weight 1e-4, skip_target 0.4, skip_weight 0.8).
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 
 import keras
@@ -27,6 +31,33 @@ import tensorflow_probability as tfp
 from tf_enas.space import SearchSpace
 
 tfd = tfp.distributions
+
+PolicyWalk = collections.namedtuple("PolicyWalk", [
+    "children", "values", "discrete_log_prob", "continuous_log_prob", "entropy", "skip_kl",
+    "medians"])
+PolicyWalk.__doc__ = """One walk of the policy over a batch: children int32 [B, D], values
+float32 [B, C] (continuous decisions; C = 0 for a categorical controller),
+discrete_log_prob [B, D] (per categorical decision), continuous_log_prob [B] (Σ of the
+continuous decisions' log-densities), entropy [B] (all decisions), skip_kl [B], medians
+[B, C] (each continuous decision's median given the categorical ones)."""
+
+
+class ResponseTerms(collections.namedtuple(
+        "ResponseTerms", ["score_weights", "dloss_dvalues", "score_continuous"])):
+    """What a response estimator adds to REINFORCE, as a surrogate whose φ-gradient is it:
+
+        S(φ) = mean_i [ s_i · log π_φ(a_i) + Σ_c (∂L/∂h_ic) · h_ic(φ) ]
+
+    score_weights s [B] (a score-function term on the categorical decisions),
+    dloss_dvalues [B, C] (pathwise, through the reparameterized continuous values), and
+    score_continuous: whether the continuous decisions keep their REINFORCE term (False
+    when the pathwise term replaces it)."""
+
+    def surrogate(self, walk: PolicyWalk):
+        discrete = tf.reduce_sum(walk.discrete_log_prob, 1)
+        return (tf.reduce_mean(tf.stop_gradient(self.score_weights) * discrete)
+                + tf.reduce_mean(tf.reduce_sum(
+                    tf.stop_gradient(self.dloss_dvalues) * walk.values, -1)))
 
 
 @dataclasses.dataclass
@@ -86,11 +117,27 @@ class Controller(tf.Module):
             self.v_attn = var((n, 1), "v_attn")
         self.w_choice = [var((n, len(v)), f"w_{k}") for k, v in space.choices.items()]
         self.choice_emb = [var((len(v), n), f"emb_{k}") for k, v in space.choices.items()]
+        self._build_heads(n, seed)
         self.baseline = tf.Variable(0.0, trainable=False, name="baseline")
         self.num_updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="num_updates")
         self.rng = tf.random.Generator.from_seed(seed)
         self.optimizer = keras.optimizers.Adam(self.config.learning_rate)
         self.optimizer.build(self.trainable_variables)
+
+    # --- override points ----------------------------------------------------------------
+    @property
+    def num_continuous(self) -> int:
+        """Continuous decisions after the categorical ones (none here)."""
+        return 0
+
+    def _build_heads(self, lstm_size, seed):
+        """Creates the variables of decisions that follow the categorical ones."""
+
+    def _walk_more(self, batch_size, state, x, values, seeds, pathwise):
+        """Continues the LSTM after the categorical decisions: (values [B, C],
+        log_prob [B], entropy [B], medians [B, C]). None here."""
+        zero, empty = tf.zeros((batch_size,)), tf.zeros((batch_size, 0))
+        return empty, zero, zero, empty
 
     # --- the policy ---------------------------------------------------------------------
     def _lstm(self, x, state):
@@ -106,14 +153,10 @@ class Controller(tf.Module):
             raw = self.config.tanh_constant * tf.tanh(raw)
         return raw
 
-    def _run(self, batch_size, children=None, seeds=None, return_state=False):
-        """Walks the decisions; samples them (children None) or scores the given ones.
-
-        Returns (children [B, D] int32, log_probs [B, D], entropies [B, D], skip_kl [B]), with
-        one log-probability and entropy per decision (given the decisions before it);
-        return_state=True appends (lstm_state, next_input) after the last decision, so a
-        subclass can continue the same LSTM sequence with further decisions.
-        """
+    def walk(self, batch_size, children=None, values=None, seeds=None, pathwise=False):
+        """Walks every decision: samples them (children None; seeds [2, D + C]) or scores
+        the given (children, values). pathwise=True makes given continuous values
+        differentiable in φ (see JointController). Returns a PolicyWalk."""
         space, n = self.space, self.config.lstm_size
         zeros = tf.zeros((batch_size, n))
         state = (zeros, zeros)
@@ -166,29 +209,36 @@ class Controller(tf.Module):
             log_probs.append(lp[:, None])
             entropies.append(ent[:, None])
             x = tf.gather(self.choice_emb[c], a)
-        out = (tf.concat(actions, 1), tf.concat(log_probs, 1), tf.concat(entropies, 1),
-               skip_kl + tf.zeros((batch_size,)))
-        return out + ((state, x),) if return_state else out
+        more_seeds = None if seeds is None else seeds[:, len(space):]
+        values, c_log_prob, c_entropy, medians = self._walk_more(
+            batch_size, state, x, values, more_seeds, pathwise)
+        return PolicyWalk(
+            children=tf.concat(actions, 1), values=values,
+            discrete_log_prob=tf.concat(log_probs, 1), continuous_log_prob=c_log_prob,
+            entropy=tf.reduce_sum(tf.concat(entropies, 1), 1) + c_entropy,
+            skip_kl=skip_kl + tf.zeros((batch_size,)), medians=medians)
 
     # --- public API -----------------------------------------------------------------------
     @tf.function(autograph=False, reduce_retracing=True)
     def sample(self, batch_size=1):
-        """Samples `batch_size` children: int32 [batch_size, len(space)] (advances the RNG)."""
-        seeds = tf.cast(self.rng.make_seeds(len(self.space)), tf.int32)
-        return self._run(batch_size, seeds=seeds)[0]
+        """Samples `batch_size` children: (int32 [B, len(space)], float32 values [B, C])
+        (advances the RNG)."""
+        seeds = tf.cast(self.rng.make_seeds(len(self.space) + self.num_continuous), tf.int32)
+        walk = self.walk(batch_size, seeds=seeds)
+        return walk.children, walk.values
+
+    def _empty_values(self, children, values):
+        children = tf.convert_to_tensor(children, tf.int32)
+        if values is None:
+            values = tf.zeros((tf.shape(children)[0], self.num_continuous))
+        return children, tf.cast(values, tf.float32)
 
     @tf.function(autograph=False, reduce_retracing=True)
-    def log_prob(self, children):
-        """log π_φ(child) for int32 children [B, D] → [B]."""
-        children = tf.convert_to_tensor(children, tf.int32)
-        return tf.reduce_sum(self._run(tf.shape(children)[0], children=children)[1], 1)
-
-    @tf.function(autograph=False, reduce_retracing=True)
-    def entropy(self, children):
-        """Sum over decisions of the entropy of each decision's distribution given the
-        earlier decisions of `children` → [B]."""
-        children = tf.convert_to_tensor(children, tf.int32)
-        return tf.reduce_sum(self._run(tf.shape(children)[0], children=children)[2], 1)
+    def log_prob(self, children, values=None):
+        """log π_φ(child) = Σ categorical log-probs + Σ continuous log-densities → [B]."""
+        children, values = self._empty_values(children, values)
+        walk = self.walk(tf.shape(children)[0], children, values)
+        return tf.reduce_sum(walk.discrete_log_prob, 1) + walk.continuous_log_prob
 
     def probabilities(self, index: int, children) -> np.ndarray:
         """π(decision `index` = v | earlier decisions of `children`) for every value v:
@@ -197,51 +247,75 @@ class Controller(tf.Module):
         out = []
         for v in range(self.space.decisions[index].num_values):
             children[:, index] = v
-            out.append(self._run(len(children), children=tf.constant(children))[1][:, index])
+            walk = self.walk(len(children), children=tf.constant(children),
+                             values=tf.zeros((len(children), self.num_continuous)))
+            out.append(walk.discrete_log_prob[:, index])
         return np.exp(np.stack(out, 1))
 
-    def reinforce_loss(self, children, rewards, mask=None):
-        """REINFORCE loss with the current baseline (call inside a GradientTape).
+    def reinforce_loss(self, walk: PolicyWalk, rewards, mask=None, score_continuous=True):
+        """−mean((R − b)·log π) − β_ent·mean(H) + β_skip·mean(KL) on a walk (call inside a
+        GradientTape).
 
-        mask: optional [B, D] 0/1 of the decisions that count (e.g. the active ones of a
-        conditional keras-tuner space); the others add neither log-prob nor entropy.
+        mask: optional [B, D] 0/1 of the categorical decisions that count (e.g. the active
+        ones of a conditional keras-tuner space). score_continuous=False leaves the
+        continuous log-densities out (their gradient then comes pathwise, from a response).
         """
         cfg = self.config
-        _, log_probs, entropies, skip_kl = self._run(tf.shape(children)[0], children=children)
+        log_probs = walk.discrete_log_prob
         if mask is not None:
-            mask = tf.cast(mask, log_probs.dtype)
-            log_probs, entropies = log_probs * mask, entropies * mask
-        log_prob, entropy = tf.reduce_sum(log_probs, 1), tf.reduce_sum(entropies, 1)
-        advantage = tf.stop_gradient(rewards - self.baseline)
-        loss = (-tf.reduce_mean(advantage * log_prob)
-                - cfg.entropy_weight * tf.reduce_mean(entropy)
-                + cfg.skip_weight * tf.reduce_mean(skip_kl))
-        return loss, entropy
+            log_probs = log_probs * tf.cast(mask, log_probs.dtype)
+        log_prob = tf.reduce_sum(log_probs, 1)
+        if score_continuous:
+            log_prob += walk.continuous_log_prob
+        advantage = tf.stop_gradient(tf.cast(rewards, tf.float32) - self.baseline)
+        return (-tf.reduce_mean(advantage * log_prob)
+                - cfg.entropy_weight * tf.reduce_mean(walk.entropy)
+                + cfg.skip_weight * tf.reduce_mean(walk.skip_kl))
 
     @tf.function(autograph=False, reduce_retracing=True)
-    def update(self, children, rewards, mask=None):
-        """One REINFORCE step on children [B, D] with rewards [B] (mask: see
-        reinforce_loss); returns a dict of logs.
+    def update(self, children, values, rewards, mask=None, response=None,
+               response_weight=1.0):
+        """One controller step on children [B, D] (values [B, C] or None) with rewards [B]
+        (higher is better); returns a dict of logs.
 
         The baseline is updated first (b ← decay·b + (1−decay)·mean R; the first update sets
-        b = mean R), then φ ← Adam(∇_φ loss).
+        b = mean R); then φ ← Adam(∇_φ REINFORCE loss + response_weight·∇_φ S), S the
+        surrogate of `response` (ResponseTerms, optional). A non-finite response gradient
+        is dropped (logged), never applied.
         """
-        children = tf.convert_to_tensor(children, tf.int32)
+        children, values = self._empty_values(children, values)
         rewards = tf.cast(rewards, tf.float32)
         mean_r = tf.reduce_mean(rewards)
         d = self.config.baseline_decay
         self.baseline.assign(tf.where(self.num_updates == 0, mean_r,
                                       d * self.baseline + (1 - d) * mean_r))
-        with tf.GradientTape() as tape:
-            loss, entropy = self.reinforce_loss(children, rewards, mask)
-        grads = tape.gradient(loss, self.trainable_variables)
+        variables = self.trainable_variables
+        with tf.GradientTape(persistent=True) as tape:
+            walk = self.walk(tf.shape(children)[0], children, values, pathwise=True)
+            loss = self.reinforce_loss(walk, rewards, mask, response is None
+                                       or response.score_continuous)
+            surrogate = tf.constant(0.0) if response is None else response.surrogate(walk)
+        reinforce = _dense(tape.gradient(loss, variables), variables)
+        extra = _dense(tape.gradient(surrogate, variables), variables)
+        del tape
+        extra_norm = tf.linalg.global_norm(extra)
+        finite = tf.math.is_finite(extra_norm)
+        w = tf.cast(response_weight, tf.float32)
+        grads = [g + tf.where(finite, w * e, tf.zeros_like(e)) for g, e in zip(reinforce, extra)]
+        reinforce_norm = tf.linalg.global_norm(reinforce)
+        dot = tf.add_n([tf.reduce_sum(a * b) for a, b in zip(reinforce, extra)])
         return self.apply_gradients(grads) | {
-            "controller/loss": loss, "controller/entropy": tf.reduce_mean(entropy),
-            "controller/reward": mean_r, "controller/baseline": self.baseline.read_value()}
+            "controller/loss": loss, "controller/entropy": tf.reduce_mean(walk.entropy),
+            "controller/reward": mean_r, "controller/baseline": self.baseline.read_value(),
+            "response/reinforce_grad_norm": reinforce_norm,
+            "response/response_grad_norm": tf.where(finite, extra_norm, 0.0),
+            "response/cosine": tf.where(finite, dot / (reinforce_norm * extra_norm + 1e-30),
+                                        0.0),
+            "response/nonfinite": tf.cast(tf.logical_not(finite), tf.float32)}
 
     def apply_gradients(self, grads):
         """Adam step on the controller's variables (with optional global-norm clipping)."""
-        grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, self.trainable_variables)]
+        grads = _dense(grads, self.trainable_variables)
         norm = tf.linalg.global_norm(grads)
         if self.config.grad_clip_norm:
             grads, _ = tf.clip_by_global_norm(grads, self.config.grad_clip_norm, norm)
@@ -249,11 +323,40 @@ class Controller(tf.Module):
         self.num_updates.assign_add(1)
         return {"controller/grad_norm": norm}
 
-    def most_likely(self) -> np.ndarray:
-        """Greedy child (argmax decision by decision); for reports."""
-        space = self.space
-        child = np.zeros((1, len(space)), np.int32)
-        for k in range(len(space)):
-            p = self.probabilities(k, child)[0]
-            child[0, k] = int(np.argmax(p))
-        return child[0]
+    # --- state ------------------------------------------------------------------------------
+    def get_state(self) -> dict:
+        """Everything that changes during a search, JSON-safe: variables and Adam slots by
+        name (Keras's public `optimizer.variables` names), baseline, update count, RNG."""
+        return {"variables": {_key(v.name): v.numpy().tolist() for v in self.variables},
+                "optimizer": {v.name: v.numpy().tolist() for v in self.optimizer.variables},
+                "rng": self.rng.state.numpy().tolist()}
+
+    def set_state(self, state: dict, strict: bool = True):
+        """Restores get_state(). strict=False assigns only what matches by name and shape
+        (a controller rebuilt for a grown space keeps what it knew); strict=True raises
+        ValueError naming whatever is missing or mis-shaped."""
+        pairs = [(state["variables"], {_key(v.name): v for v in self.variables}),
+                 (state["optimizer"], {v.name: v for v in self.optimizer.variables})]
+        problems = []
+        for saved, own in pairs:
+            for k, var in own.items():
+                dtype = tf.as_dtype(var.dtype).as_numpy_dtype
+                value = np.asarray(saved[k], dtype) if k in saved else None
+                if value is None or value.shape != tuple(var.shape):
+                    problems.append(k)
+                else:
+                    var.assign(value)
+        if strict and problems:
+            raise ValueError(f"controller state does not match this controller: {problems}")
+        self.rng.reset(np.asarray(state["rng"], np.int64))
+        return problems
+
+
+def _key(name: str) -> str:
+    return name.split(":")[0]
+
+
+def _dense(grads, variables):
+    """Gradients as dense tensors (embeddings give IndexedSlices), zeros where None."""
+    return [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
+            for g, v in zip(grads, variables)]

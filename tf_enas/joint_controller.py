@@ -17,7 +17,6 @@ continuous decisions are densities of z (the Jacobian of h = T(z) does not depen
 """
 from __future__ import annotations
 
-import collections
 import dataclasses
 import math
 
@@ -90,18 +89,7 @@ DEFAULTS = {
     "learning_rate": ContinuousDecision("learning_rate", 1e-3, 0.3, "log"),
     "momentum": ContinuousDecision("momentum", 0.5, 0.98, "logit"),
     "weight_decay": ContinuousDecision("weight_decay", 1e-6, 1e-2, "log"),
-    "dropout": ContinuousDecision("dropout", 0.01, 0.5, "logit"),
-    "label_smoothing": ContinuousDecision("label_smoothing", 1e-3, 0.3, "logit"),
 }
-
-
-JointParts = collections.namedtuple("JointParts", [
-    "children", "values", "discrete_log_prob", "continuous_log_prob", "entropy", "skip_kl",
-    "mu", "sigma"])
-JointParts.__doc__ = """One walk of the joint controller: children int32 [B, D], values
-float32 [B, C] (h), discrete_log_prob [B] (Σ over categorical decisions), continuous_log_prob
-[B] (Σ over continuous ones, densities of z), entropy [B] (all decisions), skip_kl [B],
-mu / sigma [B, C] (parameters of z)."""
 
 
 class JointController(Controller):
@@ -115,131 +103,51 @@ class JointController(Controller):
 
     def __init__(self, space: SearchSpace, continuous=(), config: ControllerConfig | None = None,
                  seed: int = 0, name: str = "joint_controller"):
-        super().__init__(space, config, seed=seed, name=name)
         self.continuous = tuple(d.validate() for d in continuous)
         names = [d.name for d in self.continuous]
         clash = set(names) & set(space.choices)
         if clash or len(set(names)) != len(names):
             raise ValueError(f"continuous decisions must have unique names not among the "
                              f"space's choices, got {names} (choices {list(space.choices)})")
-        n = self.config.lstm_size
+        super().__init__(space, config, seed=seed, name=name)
+
+    @property
+    def num_continuous(self) -> int:
+        return len(self.continuous)
+
+    def _build_heads(self, lstm_size, seed):
         init = keras.initializers.RandomUniform(-0.1, 0.1, seed=seed + 1)
         self.w_mu, self.w_sigma, self.b_sigma, self.cont_emb = [], [], [], []
         for d in self.continuous:
             frac = (d.sigma_init - d.sigma_min) / (d.sigma_max - d.sigma_min)
-            self.w_mu.append(tf.Variable(init((n, 1)), name=f"w_mu_{d.name}"))
-            self.w_sigma.append(tf.Variable(init((n, 1)), name=f"w_sigma_{d.name}"))
+            self.w_mu.append(tf.Variable(init((lstm_size, 1)), name=f"w_mu_{d.name}"))
+            self.w_sigma.append(tf.Variable(init((lstm_size, 1)), name=f"w_sigma_{d.name}"))
             self.b_sigma.append(tf.Variable(math.log(frac / (1 - frac)),
                                             name=f"b_sigma_{d.name}"))
-            self.cont_emb.append(tf.Variable(init((1, n)), name=f"emb_{d.name}"))
-        # The base built Adam before these variables existed: rebuild it over all of them.
-        self.optimizer = keras.optimizers.Adam(self.config.learning_rate)
-        self.optimizer.build(self.trainable_variables)
+            self.cont_emb.append(tf.Variable(init((1, lstm_size)), name=f"emb_{d.name}"))
 
-    @property
-    def continuous_names(self) -> tuple:
-        return tuple(d.name for d in self.continuous)
-
-    def walk(self, batch_size, children=None, values=None, seeds=None, pathwise=False):
-        """All decisions: samples (children None) or scores the given (children, values).
-
-        pathwise=True (with values): h is recomputed as T(μ_φ + σ_φ·ε) with the noise
-        ε = (T⁻¹(h) − μ)/σ held constant, numerically equal to the given values but
-        differentiable in φ (the reparameterization gradient). Returns JointParts.
-        """
-        num_d = len(self.space)
-        base_seeds = None if seeds is None else seeds[:, :num_d]
-        acts, log_probs, entropies, skip_kl, (state, x) = self._run(
-            batch_size, children=children, seeds=base_seeds, return_state=True)
-        hs, c_lps, c_ents, mus, sigmas = [], [], [], [], []
+    def _walk_more(self, batch_size, state, x, values, seeds, pathwise):
+        """z_c ~ Normal(μ_c, σ_c), h_c = T(z_c); pathwise (with given values): h = T(μ + σ·ε)
+        with ε = (T⁻¹(h) − μ)/σ held constant, equal to the values but differentiable in φ."""
+        if not self.continuous:
+            return super()._walk_more(batch_size, state, x, values, seeds, pathwise)
+        hs, log_probs, entropies, medians = [], [], [], []
         for c, d in enumerate(self.continuous):
             s, state = self._lstm(x, state)
             mu = d.center + d.half_range * tf.tanh(s @ self.w_mu[c])[:, 0]
             sigma = d.sigma_min + (d.sigma_max - d.sigma_min) * tf.sigmoid(
                 s @ self.w_sigma[c] + self.b_sigma[c])[:, 0]
             if values is None:
-                eps = tf.random.stateless_normal(tf.shape(mu), seed=seeds[:, num_d + c])
-                z = mu + sigma * eps
+                z = mu + sigma * tf.random.stateless_normal(tf.shape(mu), seed=seeds[:, c])
             else:
                 z = d.to_z(tf.cast(values[:, c], tf.float32))
                 if pathwise:
                     z = mu + sigma * tf.stop_gradient((z - mu) / sigma)
             dist = tfd.Normal(mu, sigma)
             hs.append(d.from_z(z))
-            c_lps.append(dist.log_prob(tf.stop_gradient(z)))  # score function: z is data
-            c_ents.append(dist.entropy())
-            mus.append(mu)
-            sigmas.append(sigma)
+            log_probs.append(dist.log_prob(tf.stop_gradient(z)))  # score function: z is data
+            entropies.append(dist.entropy())
+            medians.append(d.from_z(mu))
             x = tf.tile(self.cont_emb[c], [batch_size, 1])
-        zero = tf.zeros((batch_size,))
-
-        def stack(xs):
-            return tf.stack(xs, 1) if xs else tf.zeros((batch_size, 0))
-
-        return JointParts(
-            children=acts, values=stack(hs), discrete_log_prob=tf.reduce_sum(log_probs, 1),
-            continuous_log_prob=tf.add_n(c_lps) if c_lps else zero,
-            entropy=tf.reduce_sum(entropies, 1) + (tf.add_n(c_ents) if c_ents else zero),
-            skip_kl=skip_kl, mu=stack(mus), sigma=stack(sigmas))
-
-    # --- public API ------------------------------------------------------------------------
-    @tf.function(autograph=False, reduce_retracing=True)
-    def sample(self, batch_size=1):
-        """(children int32 [B, D], values float32 [B, C]); advances the RNG."""
-        seeds = tf.cast(self.rng.make_seeds(len(self.space) + len(self.continuous)), tf.int32)
-        parts = self.walk(batch_size, seeds=seeds)
-        return parts.children, parts.values
-
-    @tf.function(autograph=False, reduce_retracing=True)
-    def log_prob(self, children, values):
-        """log π_φ(a, z) = Σ categorical log-probs + Σ Normal log-densities of z → [B]."""
-        children = tf.convert_to_tensor(children, tf.int32)
-        parts = self.walk(tf.shape(children)[0], children, values)
-        return parts.discrete_log_prob + parts.continuous_log_prob
-
-    def reinforce_loss(self, parts: JointParts, rewards, score_continuous=True):
-        """−mean((R − b)·log π) − β_ent·mean(H) + β_skip·mean(KL) on a walk `parts`.
-
-        score_continuous=False leaves the continuous log-densities out of the score term
-        (their gradient then comes pathwise, from a response estimator).
-        """
-        cfg = self.config
-        log_prob = parts.discrete_log_prob
-        if score_continuous:
-            log_prob = log_prob + parts.continuous_log_prob
-        advantage = tf.stop_gradient(tf.cast(rewards, tf.float32) - self.baseline)
-        return (-tf.reduce_mean(advantage * log_prob)
-                - cfg.entropy_weight * tf.reduce_mean(parts.entropy)
-                + cfg.skip_weight * tf.reduce_mean(parts.skip_kl))
-
-    def update_baseline(self, rewards):
-        """b ← decay·b + (1 − decay)·mean R (the first update sets b = mean R)."""
-        mean_r = tf.reduce_mean(tf.cast(rewards, tf.float32))
-        d = self.config.baseline_decay
-        self.baseline.assign(tf.where(self.num_updates == 0, mean_r,
-                                      d * self.baseline + (1 - d) * mean_r))
-        return mean_r
-
-    @tf.function(autograph=False, reduce_retracing=True)
-    def update(self, children, values, rewards):
-        """One REINFORCE step over all decisions (the `--response=none` controller step)."""
-        children = tf.convert_to_tensor(children, tf.int32)
-        mean_r = self.update_baseline(rewards)
-        with tf.GradientTape() as tape:
-            parts = self.walk(tf.shape(children)[0], children, values)
-            loss = self.reinforce_loss(parts, rewards)
-        grads = tape.gradient(loss, self.trainable_variables)
-        return self.apply_gradients(grads) | {
-            "controller/loss": loss, "controller/entropy": tf.reduce_mean(parts.entropy),
-            "controller/reward": mean_r, "controller/baseline": self.baseline.read_value()}
-
-    def hyperparameters(self, values) -> dict:
-        """{name: float} of one child's continuous values [C]."""
-        return {d.name: float(v) for d, v in zip(self.continuous, values)}
-
-    def most_likely_values(self, child) -> dict:
-        """The continuous decisions' medians T(μ) given a discrete `child` (for reports)."""
-        child = tf.constant([child], tf.int32)
-        values = tf.constant([[0.5 * (d.low + d.high) for d in self.continuous]], tf.float32)
-        mu = self.walk(1, child, values).mu[0]
-        return {d.name: float(d.from_z(mu[c])) for c, d in enumerate(self.continuous)}
+        return (tf.stack(hs, 1), tf.add_n(log_probs), tf.add_n(entropies),
+                tf.stack(medians, 1))
