@@ -1,4 +1,5 @@
 """data.load: splits, offline datasets, and the keras.datasets loading path on local files."""
+import dataclasses
 import gzip
 
 import numpy as np
@@ -44,6 +45,10 @@ def _local_get_file(module, tmp_path, local_files, monkeypatch):
     """Routes keras' real get_file to file:// URLs of local files (no network)."""
     from keras.src.utils import file_utils
 
+    # keras falls back to a shared /tmp/.keras cache when cache_dir does not exist yet,
+    # where files of an earlier run would be reused
+    (tmp_path / "cache").mkdir()
+
     def get_file(fname=None, origin=None, untar=False, cache_subdir="datasets", **kwargs):
         kwargs.pop("file_hash", None)
         return file_utils.get_file(fname, origin="file://" + local_files[fname],
@@ -62,7 +67,7 @@ def test_fashion_mnist_through_keras_loader(tmp_path, monkeypatch):
     for split, n in sizes.items():
         x = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
         y = rng.integers(0, 10, n, dtype=np.uint8)
-        y[:10] = np.arange(10)
+        y[:min(n, 30)] = np.arange(min(n, 30)) % 10  # >= 3 per class: the split needs 3
         truth[split] = (x, y)
         for kind, arr, header in (("images-idx3", x, 16), ("labels-idx1", y, 8)):
             name = f"{split}-{kind}-ubyte.gz"
@@ -101,3 +106,118 @@ def test_local_npz_path(tmp_path):
     assert len(s.x_val) == 10 and s.x_test.shape == (5, 28, 28, 1)  # round(0.2 * 3) per class
     with pytest.raises(FileNotFoundError, match="nope.npz"):
         data.load("fashion_mnist", path=str(tmp_path / "nope.npz"))
+
+
+# --- bad data: a clear error before any training ---------------------------------------
+def _arrays(n=60, shape=(12,), k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    x_tr, x_te = rng.normal(size=(n, *shape)), rng.normal(size=(n // 3, *shape))
+    return x_tr, np.arange(n) % k, x_te, np.arange(n // 3) % k
+
+
+def test_from_arrays_adds_the_channel_axis_and_splits_stratified():
+    s = data.from_arrays(*_arrays(), name="mine", seed=1, val_fraction=0.2)
+    assert s.input_shape == (12, 1) and s.num_classes == 3 and s.name == "mine"
+    assert len(s.x_val) == 12 and np.array_equal(np.bincount(s.y_val), [4, 4, 4])
+    assert s.x_train.dtype == np.float32 and s.y_train.dtype == np.int32
+    x_tr, y_tr, x_te, y_te = _arrays(shape=(5, 5, 2))
+    s = data.from_arrays(x_tr, y_tr.reshape(-1, 1).astype(float), x_te, y_te)
+    assert s.input_shape == (5, 5, 2) and s.spatial_rank == 2
+    assert data.validate_splits(s) is s
+
+
+def test_non_finite_inputs_are_named_with_the_first_bad_example():
+    x_tr, y_tr, x_te, y_te = _arrays()
+    x_tr[7, 3], x_tr[9, 0] = np.nan, np.inf
+    with pytest.raises(ValueError, match=r"x_train of dataset 'mine' has non-finite values "
+                       r"\(NaN or ±inf as float32\) in 2 examples, first in example 7"):
+        data.from_arrays(x_tr, y_tr, x_te, y_te, name="mine")
+    x_tr, y_tr, x_te, y_te = _arrays()
+    x_te[2, 0] = 1e39  # finite as float64, inf as float32
+    with pytest.raises(ValueError, match="x_test of dataset 'arrays' has non-finite .* "
+                       "first in example 2"):
+        data.from_arrays(x_tr, y_tr, x_te, y_te)
+
+
+def test_labels_outside_0_to_k_minus_1_are_listed():
+    x_tr, y_tr, x_te, y_te = _arrays()
+    y_tr[[0, 5]] = -1
+    with pytest.raises(ValueError, match=r"y_train of dataset 'arrays' has labels outside "
+                       r"0..2 \(-1 in 2 examples\)"):
+        data.from_arrays(x_tr, y_tr, x_te, y_te)
+    x_tr, y_tr, x_te, y_te = _arrays()
+    y_te[0] = 5
+    with pytest.raises(ValueError, match=r"y_test of dataset 'arrays' has labels outside "
+                       r"0..2 \(5 in 1 examples\); expected .* num_classes=3"):
+        data.from_arrays(x_tr, y_tr, x_te, y_te, num_classes=3)
+    with pytest.raises(ValueError, match=r"non-integer labels \(e.g. 0.5 in example 3\)"):
+        data.from_arrays(x_tr, np.where(np.arange(60) == 3, 0.5, y_tr), x_te, y_te)
+    with pytest.raises(ValueError, match="y_train of dataset 'arrays' has 1 class"):
+        data.from_arrays(x_tr, np.zeros(60, int), x_te, np.zeros(20, int))
+
+
+def test_a_class_too_small_for_the_split_is_named():
+    x_tr, y_tr, x_te, y_te = _arrays()
+    y_tr[:] = np.arange(60) % 2
+    y_tr[:3] = 2  # class 2: 3 examples; val_fraction 0.1 needs 6 (round(0.6) = 1 in val)
+    with pytest.raises(ValueError, match=r"y_train of dataset 'arrays' has too few examples "
+                       r"of 1 class\(es\) \(class 2: 3\); the stratified split "
+                       r"val_fraction=0.1 .* needs at least 6 per class"):
+        data.from_arrays(x_tr, y_tr, x_te, y_te, val_fraction=0.1)
+    assert data.from_arrays(x_tr, y_tr, x_te, y_te, val_fraction=0.3).num_classes == 3
+    y_tr[:3] = 3  # class 2 has no example at all
+    with pytest.raises(ValueError, match=r"\(class 2: 0\)"):
+        data.from_arrays(x_tr, y_tr, x_te, y_te, val_fraction=0.3)
+
+
+def test_shapes_the_space_cannot_take():
+    x_tr, y_tr, x_te, y_te = _arrays()
+    for bad in (x_tr[:, 0], x_tr.reshape(60, 2, 2, 3, 1), x_tr[:, :0]):
+        with pytest.raises(ValueError, match=r"x_train of dataset 'arrays' has shape \[60.*\]; "
+                           r"expected \[N, L\] or \[N, L, C\] \(1-D sequences\) or "
+                           r"\[N, H, W, C\] \(images\)"):
+            data.from_arrays(bad, y_tr, x_te, y_te)
+    with pytest.raises(ValueError, match=r"x_test examples have shape \[10, 1\] but x_train "
+                       r"examples \[12, 1\]"):
+        data.from_arrays(x_tr, y_tr, x_te[:, :10], y_te)
+    with pytest.raises(ValueError, match="x_train has 60 examples but y_train has 59 labels"):
+        data.from_arrays(x_tr, y_tr[:59], x_te, y_te)
+    with pytest.raises(ValueError, match=r"y_train of dataset 'arrays' has shape \[60, 2\]"):
+        data.from_arrays(x_tr, np.stack([y_tr, y_tr], 1), x_te, y_te)
+    with pytest.raises(ValueError, match="x_train of dataset 'arrays' is not numeric"):
+        data.from_arrays(np.array([["a"] * 12] * 60), y_tr, x_te, y_te)
+
+
+def test_bad_file_is_named_in_the_error(tmp_path):
+    rng = np.random.default_rng(2)
+    path = tmp_path / "f.npz"
+    np.savez(path, x_train=rng.integers(0, 256, (30, 28, 28)), y_train=np.arange(30) % 10 + 1,
+             x_test=rng.integers(0, 256, (5, 28, 28)), y_test=np.arange(5))
+    with pytest.raises(ValueError, match=f"y_train of {path} \\(dataset 'fashion_mnist'\\) has "
+                       "too few examples of 1 class\\(es\\) \\(class 0: 0\\)"):
+        data.load("fashion_mnist", val_fraction=0.2, path=str(path))
+
+
+def test_validate_splits_checks_hand_built_splits():
+    s = data.from_arrays(*_arrays(), val_fraction=0.2)
+    data.validate_splits(s)
+    x = s.x_val.copy()
+    x[4, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="x_val of splits 'arrays' has non-finite .* "
+                       "first in example 4"):
+        data.validate_splits(dataclasses.replace(s, x_val=x))
+    with pytest.raises(ValueError, match=r"y_train of splits 'arrays' has labels outside "
+                       r"0..1 \(2 in 16 examples\)"):
+        data.validate_splits(dataclasses.replace(s, num_classes=2))
+    with pytest.raises(ValueError, match=r"x_train of splits 'arrays' has shape \[48, 12\]; "
+                       r"expected \[N, L, C\]"):
+        data.validate_splits(dataclasses.replace(s, x_train=s.x_train[..., 0]))
+    with pytest.raises(ValueError, match="x_test of splits 'arrays' has dtype float64; "
+                       "expected a float32"):
+        data.validate_splits(dataclasses.replace(s, x_test=s.x_test.astype(np.float64)))
+    with pytest.raises(ValueError, match=r"x_val of splits 'arrays' has examples of shape "
+                       r"\[6, 2\]"):
+        data.validate_splits(dataclasses.replace(s, x_val=s.x_val.reshape(-1, 6, 2)))
+    with pytest.raises(ValueError, match=r"y_train of splits 'arrays' has too few examples of "
+                       r"1 class\(es\) \(class 3: 0\); training every class needs at least 1"):
+        data.validate_splits(dataclasses.replace(s, num_classes=4))

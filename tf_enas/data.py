@@ -2,7 +2,9 @@
 
 Validation is always split off the training set (stratified, seeded); the test set is
 touched only by final evaluation. Inputs are float32 with a trailing channel axis:
-(N, length, 1) for 1-D data, (N, height, width, channels) for images.
+(N, length, 1) for 1-D data, (N, height, width, channels) for images. Every dataset, and
+your own arrays (`from_arrays`), is checked before any training: shapes, finite values,
+labels in 0..K-1, enough examples per class for the split; errors name the array and file.
 """
 from __future__ import annotations
 
@@ -106,9 +108,166 @@ def _stratified_split(y: np.ndarray, fraction: float, rng: np.random.Generator):
     return train, val
 
 
+_SHAPES = "[N, L] or [N, L, C] (1-D sequences) or [N, H, W, C] (images)"
+
+
+def _as_x(x, name: str, source: str) -> np.ndarray:
+    """x as float32 with a channel axis; errors name the array, the source and the expectation."""
+    try:
+        with np.errstate(over="ignore"):  # too large for float32: reported as non-finite
+            x = np.asarray(x, np.float32)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name} of {source} is not numeric ({e}); expected {_SHAPES}") from None
+    if x.ndim == 2:  # 1-D sequences without a channel axis
+        x = x[..., None]
+    if x.ndim not in (3, 4) or 0 in x.shape[1:]:
+        raise ValueError(f"{name} of {source} has shape {list(x.shape)}; expected {_SHAPES} "
+                         "with every axis after N at least 1")
+    return x
+
+
+def _as_y(y, name: str, source: str) -> np.ndarray:
+    """y as int64 class indices of shape [N] (range checked later)."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"{name} of {source} has shape {list(y.shape)}; expected [N] or [N, 1] "
+                         "class indices")
+    if y.dtype.kind not in "iub":
+        try:
+            yf = y.astype(np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} of {source} has {y.dtype} labels; expected integer class "
+                             "indices 0..K-1") from None
+        bad = ~np.isfinite(yf) | (yf != np.round(yf))
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"{name} of {source} has non-integer labels (e.g. {yf[first]} in "
+                             f"example {first}); expected class indices 0..K-1")
+        y = yf
+    return np.asarray(y).astype(np.int64)
+
+
+def _check_finite(x: np.ndarray, name: str, source: str) -> None:
+    finite = np.isfinite(x).reshape(len(x), -1).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise ValueError(f"{name} of {source} has non-finite values (NaN or ±inf as float32) in "
+                         f"{len(bad)} examples, first in example {int(bad[0])}; expected finite "
+                         "inputs: clean or impute them before searching")
+
+
+def _check_labels(y: np.ndarray, num_classes: int, name: str, source: str) -> None:
+    bad = (y < 0) | (y >= num_classes)
+    if bad.any():
+        values = np.unique(y[bad])
+        shown = ", ".join(str(v) for v in values[:5]) + (", …" if len(values) > 5 else "")
+        raise ValueError(f"{name} of {source} has labels outside 0..{num_classes - 1} ({shown} "
+                         f"in {int(bad.sum())} examples); expected class indices "
+                         f"0..num_classes-1 with num_classes={num_classes}")
+
+
+def _min_per_class(val_fraction: float) -> int:
+    """The fewest examples of a class for which the stratified split leaves at least one
+    in validation and one in training."""
+    n = 2
+    while not (round(val_fraction * n) >= 1 and n - round(val_fraction * n) >= 1):
+        n += 1
+    return n
+
+
+def _check_class_counts(y: np.ndarray, num_classes: int, need: int, why: str, name: str,
+                        source: str) -> None:
+    counts = np.bincount(y, minlength=num_classes)
+    short = np.flatnonzero(counts < need)
+    if len(short):
+        listed = ", ".join(f"class {c}: {counts[c]}" for c in short[:5])
+        raise ValueError(f"{name} of {source} has too few examples of {len(short)} class(es) "
+                         f"({listed}{', …' if len(short) > 5 else ''}); {why} needs at least "
+                         f"{need} per class")
+
+
+def from_arrays(x_train, y_train, x_test, y_test, name: str = "arrays", seed: int = 0,
+                val_fraction: float = 0.1, num_classes: int | None = None,
+                source: str | None = None) -> Splits:
+    """Your own arrays → Splits, checked before any training, with `val_fraction` of the
+    training set split off (stratified, seeded) as validation.
+
+    x: [N, L] or [N, L, C] sequences, or [N, H, W, C] images (a channel axis is added to
+    [N, L]); y: [N] or [N, 1] integer class indices 0..num_classes-1 (default: the largest
+    label + 1). `source` names the data in error messages (default: `name`).
+    Raises ValueError naming the array and what was expected, for a wrong shape,
+    non-finite values, labels outside 0..K-1 or a class too small for the split.
+    """
+    source = source or f"dataset {name!r}"
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    x_tr, x_te = _as_x(x_train, "x_train", source), _as_x(x_test, "x_test", source)
+    y_tr, y_te = _as_y(y_train, "y_train", source), _as_y(y_test, "y_test", source)
+    for xn, x, yn, y in (("x_train", x_tr, "y_train", y_tr), ("x_test", x_te, "y_test", y_te)):
+        if len(x) == 0:
+            raise ValueError(f"{xn} of {source} is empty; expected at least one example")
+        if len(x) != len(y):
+            raise ValueError(f"{source}: {xn} has {len(x)} examples but {yn} has {len(y)} "
+                             "labels; expected one label per example")
+    if x_te.shape[1:] != x_tr.shape[1:]:
+        raise ValueError(f"{source}: x_test examples have shape {list(x_te.shape[1:])} but "
+                         f"x_train examples {list(x_tr.shape[1:])}; expected one input shape")
+    _check_finite(x_tr, "x_train", source)
+    _check_finite(x_te, "x_test", source)
+    if num_classes is None:
+        num_classes = int(max(y_tr.max(), y_te.max(), -1) + 1)
+    _check_labels(y_tr, num_classes, "y_train", source)
+    _check_labels(y_te, num_classes, "y_test", source)
+    if num_classes < 2:
+        raise ValueError(f"y_train of {source} has {num_classes} class(es); expected at least 2")
+    _check_class_counts(y_tr, num_classes, _min_per_class(val_fraction),
+                        f"the stratified split val_fraction={val_fraction} (one example in "
+                        "validation, one in training)", "y_train", source)
+    y_tr, y_te = y_tr.astype(np.int32), y_te.astype(np.int32)
+    tr, va = _stratified_split(y_tr, val_fraction, np.random.default_rng(seed))
+    return Splits(name, x_tr[tr], y_tr[tr], x_tr[va], y_tr[va], x_te, y_te, num_classes)
+
+
+def validate_splits(splits: Splits) -> Splits:
+    """Checks Splits built by hand (e.g. passed to a search) before any training: float32
+    x of shape [N, L, C] or [N, H, W, C] with one input shape, finite; int y in
+    0..num_classes-1, one per example; every class in the training split. Returns splits.
+    Raises ValueError naming the array and what was expected."""
+    source = f"splits {splits.name!r}"
+    for part in ("train", "val", "test"):
+        x, y = getattr(splits, f"x_{part}"), getattr(splits, f"y_{part}")
+        xn, yn = f"x_{part}", f"y_{part}"
+        if not isinstance(x, np.ndarray) or x.dtype != np.float32:
+            raise ValueError(f"{xn} of {source} has dtype {getattr(x, 'dtype', type(x))}; "
+                             "expected a float32 numpy array (data.from_arrays converts)")
+        if x.ndim not in (3, 4) or 0 in x.shape[1:]:
+            raise ValueError(f"{xn} of {source} has shape {list(x.shape)}; expected [N, L, C] "
+                             "(1-D sequences) or [N, H, W, C] (images); data.from_arrays adds "
+                             "the channel axis to [N, L]")
+        if x.shape[1:] != splits.x_train.shape[1:]:
+            raise ValueError(f"{xn} of {source} has examples of shape {list(x.shape[1:])}, "
+                             f"x_train {list(splits.x_train.shape[1:])}; expected one input shape")
+        if not isinstance(y, np.ndarray) or y.ndim != 1 or y.dtype.kind not in "iu":
+            raise ValueError(f"{yn} of {source} has shape {list(np.shape(y))} and dtype "
+                             f"{getattr(y, 'dtype', type(y))}; expected [N] integer class indices")
+        if len(x) == 0 or len(x) != len(y):
+            raise ValueError(f"{source}: {xn} has {len(x)} examples and {yn} {len(y)} labels; "
+                             "expected at least one example and one label per example")
+        _check_finite(x, xn, source)
+        _check_labels(y, splits.num_classes, yn, source)
+    _check_class_counts(splits.y_train, splits.num_classes, 1, "training every class",
+                        "y_train", source)
+    return splits
+
+
 def load(name: str = "mnist1d", seed: int = 0, val_fraction: float = 0.1,
          path: str | None = None, num_samples: int | None = None) -> Splits:
     """Loads dataset `name` and splits `val_fraction` of its training set off as validation.
+
+    The arrays are checked before any training (see from_arrays); errors name the
+    dataset, or the file at `path`.
 
     Args:
       name: one of DATASETS.
@@ -122,11 +281,9 @@ def load(name: str = "mnist1d", seed: int = 0, val_fraction: float = 0.1,
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     x_tr, y_tr, x_te, y_te = _LOADERS[name](path, num_samples)
-    x_tr, x_te = np.asarray(x_tr, np.float32), np.asarray(x_te, np.float32)
-    y_tr, y_te = np.asarray(y_tr, np.int32), np.asarray(y_te, np.int32)
-    tr, va = _stratified_split(y_tr, val_fraction, np.random.default_rng(seed))
-    num_classes = int(max(y_tr.max(), y_te.max()) + 1)
-    return Splits(name, x_tr[tr], y_tr[tr], x_tr[va], y_tr[va], x_te, y_te, num_classes)
+    source = f"{path} (dataset {name!r})" if path else f"dataset {name!r}"
+    return from_arrays(x_tr, y_tr, x_te, y_te, name=name, seed=seed,
+                       val_fraction=val_fraction, source=source)
 
 
 def batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int | None = None,
