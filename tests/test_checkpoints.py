@@ -63,6 +63,20 @@ def test_truncated_latest_data_falls_back_to_the_previous_with_a_warning(tmp_pat
     assert f"restoring the previous one, {tmp_path / 'ckpt-1'}" in caplog.text
 
 
+def test_the_next_save_after_a_fallback_replaces_the_damaged_checkpoint(tmp_path):
+    _two_checkpoints(str(tmp_path))
+    _truncate(tmp_path / DATA.format(2))
+    m = _module()
+    ckpt = tf.train.Checkpoint(m=m)
+    manager = tf.train.CheckpointManager(ckpt, str(tmp_path), max_to_keep=2)
+    assert restore_readable(ckpt, manager) == str(tmp_path / "ckpt-1")
+    m.v.assign(tf.fill([1000], 5.0))  # the epoch after the restored one, run again
+    manager.save(checkpoint_number=2)
+    m2, restored = _restore(str(tmp_path))
+    assert restored == str(tmp_path / "ckpt-2") and np.all(m2.v.numpy() == 5.0)
+    assert int(m2.step.numpy()) == 1
+
+
 def test_damaged_index_and_missing_data_fall_back_too(tmp_path, caplog):
     _two_checkpoints(str(tmp_path))
     _truncate(tmp_path / "ckpt-2.index")

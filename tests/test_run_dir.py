@@ -125,7 +125,8 @@ def test_overwrite_killed_midway_is_finished_by_the_next_overwrite(tmp_path):
 _HOLDER = textwrap.dedent("""
     import sys
     from tf_enas.run_dir import RunDirectory
-    RunDirectory(sys.argv[1], {}).lock()
+    run = RunDirectory(sys.argv[1], {})
+    run.lock()
     print("locked", flush=True)
     sys.stdin.read()  # holds the lock until the test closes stdin (or kills it)
 """)
@@ -158,6 +159,14 @@ def test_second_open_in_the_same_process_is_refused(tmp_path):
     with RunDirectory(tmp_path, CONFIG):
         with pytest.raises(RunDirectoryBusy, match=f"pid {os.getpid()} \\(this process\\)"):
             RunDirectory(tmp_path, CONFIG).open()
+
+
+def test_a_dropped_run_directory_releases_its_lock(tmp_path):
+    run = RunDirectory(tmp_path, CONFIG).open()
+    assert run.locked
+    del run
+    with RunDirectory(tmp_path, CONFIG) as run:
+        assert run.status == "resumed"
 
 
 def test_lock_of_a_killed_run_is_taken_over_with_a_warning(tmp_path, caplog):

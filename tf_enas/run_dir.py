@@ -51,7 +51,7 @@ def _normalize(obj):
 
 
 def flatten(config: dict, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts as one dict with dotted keys: {"controller": {"lr": 1}} → {"controller.lr": 1}."""
+    """Nested dicts as one dict with dotted keys: {"a": {"b": 1}} → {"a.b": 1}."""
     out = {}
     for k, v in config.items():
         key = f"{prefix}{k}"
@@ -179,6 +179,9 @@ class RunDirectory:
         finally:
             os.close(self._fd)
             self._fd = None
+
+    def __del__(self):
+        self.close()  # a dropped RunDirectory releases its lock
 
     @property
     def locked(self) -> bool:
