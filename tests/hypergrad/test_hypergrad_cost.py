@@ -27,16 +27,19 @@ def test_markdown_renders_every_measured_number():
         "cg10_over_grad": 17.25, "cg10_iterations": 10, "cg10_negative_curvature": True,
         "unrolled": {"steps": 20, "batch": 128, "hparams": 2, "reverse_over_plain": 4.5,
                      "python_loop_over_plain": 2.75, "forward_over_plain": 5.25,
+                     "checkpointed_over_plain": 3.625, "reverse_pow_over_plain": 6.125,
                      "trace_s": {"while_loop": 1.0, "python_loop": 6.0}},
     }
     result = {"quick": True, "tensorflow": "2.x", "device": "CPU: test", "dtype": "float32",
               "timing": "median of 5", "models": {"mlp": model, "cnn": model},
               "memory": {"method": "test probe", "model": "MLP", "params": 10, "param_bytes": 40,
                          "rows": [{"K": 10, "reverse_bytes": 3 * 2**20, "forward_bytes": 2**20,
-                                   "python_bytes": 2 * 2**20, "reverse_s": 0.5,
+                                   "python_bytes": 2 * 2**20, "checkpointed_bytes": 1.5 * 2**20,
+                                   "reverse_s": 0.5, "checkpointed_s": 0.75,
                                    "forward_s": 0.25},
                                   {"K": 1000, "reverse_bytes": 300 * 2**20,
-                                   "forward_bytes": 2**20, "reverse_s": 5.0,
+                                   "forward_bytes": 2**20, "checkpointed_bytes": 2.5 * 2**20,
+                                   "reverse_s": 5.0, "checkpointed_s": 6.0,
                                    "forward_s": 2.5}]},
               "wall_s": 42.0}
     text = hypergrad_cost.markdown(result)
@@ -44,6 +47,8 @@ def test_markdown_renders_every_measured_number():
     assert hypergrad_cost.COMMAND in text
     for expected in ("| 1.75 | 1.75 |", "| 2.25 | 2.25 |", "17.2 (10 it., neg. curv.)",
                      "| 2.75 | 2.75 |", "| 4.50 | 4.50 |", "| 5.25 | 5.25 |",
-                     "| 10 | 3.0 | 2.0 | 1.0 |", "| 1000 | 300.0 | n/a | 1.0 |",
+                     "| 3.62 | 3.62 |", "| 6.12 | 6.12 |",
+                     "| 10 | 3.0 | 2.0 | 1.5 | 1.0 | 1.50 | 0.50 | 0.75 | 0.25 |",
+                     "| 1000 | 300.0 | n/a | 2.5 | 1.0 | 2.50 | 5.00 | 6.00 | 2.50 |",
                      "test probe", "quick run"):
         assert expected in text, expected

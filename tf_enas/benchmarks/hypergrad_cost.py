@@ -3,9 +3,10 @@
 ``measure(quick)`` times, for an MLP and a small CNN on MNIST-1D (float32):
   * one HVP / one gradient (both HVP modes), eager vs tf.function vs XLA;
   * implicit hypergradient with CG(10) / one gradient;
-  * unrolled K steps (reverse mode, tf.while_loop and an unrolled Python loop) / K plain
-    training steps, plus forward mode;
-  * peak memory of reverse vs forward mode for K = 10, 100, 1000.
+  * unrolled K steps (reverse mode: tf.while_loop, unrolled Python loop, checkpointed) / K
+    plain training steps, plus forward mode, and the while_loop with the weight decay
+    written as w ** 2 instead of tf.square(w) (see ``_minibatch_losses``);
+  * peak memory of reverse (full and checkpointed) vs forward mode for K = 10, 100, 1000.
 Every time is the median over repeats after a warm-up call, with the compared functions
 interleaved round by round so that machine noise hits them alike. ``markdown(result)``
 renders the "## hypergrad" section of BENCHMARKS.md.
@@ -156,7 +157,15 @@ def _per_model(name, build, shape, x, y, quick):
     return out
 
 
-def _minibatch_losses(f, shape, x, y, batch, n_params):
+def _minibatch_losses(f, shape, x, y, batch, n_params, square=tf.square):
+    """(train_loss(params, hparams, step), val_loss): minibatch CE + exp(h_1) sum |W|^2 / 2.
+
+    The decay is tf.square(w), as in tf_enas.objective. Written as w ** 2 (square=_power2),
+    it costs the tf.while_loop path one full-size Pow per weight tensor per step: the
+    second derivative of Pow(w, 2) is Pow(w, c) with c = 2 - 1 computed inside the loop
+    body; while_v2 stores such non-Const intermediates in TensorLists, so grappler cannot
+    fold c and rewrite the Pow as it does in a Python loop or a plain step.
+    """
     xs = tf.constant(shape(x[:3200]))
     ys = tf.constant(y[:3200])
     n_batches = 3200 // batch
@@ -166,14 +175,19 @@ def _minibatch_losses(f, shape, x, y, batch, n_params):
         i = (step % n_batches) * batch
         loss = f(params, xs[i:i + batch], ys[i:i + batch])
         return loss + tf.exp(hparams[1]) * tf.add_n(
-            [tf.reduce_sum(p ** 2) for p in params[:n_params]]) / 2
+            [tf.reduce_sum(square(p)) for p in params[:n_params]]) / 2
 
     return train_loss, lambda ps, hs: f(ps, xv, yv)
+
+
+def _power2(w):
+    return w ** 2
 
 
 def _unrolled(f, params, shape, x, y, quick):
     steps = 6 if quick else 20  # the Python loop traces in O(K): keep quick runs short
     train_loss, val_loss = _minibatch_losses(f, shape, x, y, 128, len(params))
+    train_loss_pow, _ = _minibatch_losses(f, shape, x, y, 128, len(params), _power2)
     hparams = [tf.constant(np.log(0.05), tf.float32), tf.constant(np.log(1e-4), tf.float32)]
     lr = lambda h: tf.exp(h[0])  # noqa: E731
     opt = optimizers_lib.get("sgd")
@@ -190,15 +204,23 @@ def _unrolled(f, params, shape, x, y, quick):
         train_loss, val_loss, ps, hs, k, learning_rate=lr))
     python_loop = tf.function(lambda ps, hs: hypergrad.unrolled_hypergradient(
         train_loss, val_loss, ps, hs, steps, learning_rate=lr, loop="python"))
+    checkpointed = tf.function(lambda ps, hs: hypergrad.unrolled_hypergradient(
+        train_loss, val_loss, ps, hs, k, learning_rate=lr, memory="checkpointed"))
+    reverse_pow = tf.function(lambda ps, hs: hypergrad.unrolled_hypergradient(
+        train_loss_pow, val_loss, ps, hs, k, learning_rate=lr, loop="while"))
     fns = {"plain": lambda: plain(params, hparams), "reverse": lambda: reverse(params, hparams),
            "forward": lambda: forward(params, hparams),
-           "python_loop": lambda: python_loop(params, hparams)}
+           "python_loop": lambda: python_loop(params, hparams),
+           "checkpointed": lambda: checkpointed(params, hparams),
+           "reverse_pow": lambda: reverse_pow(params, hparams)}
     first = {name: _timed_first_call(fn) for name, fn in fns.items()}
     t = _side_by_side(fns, 3 if quick else 10)
     return {"steps": steps, "batch": 128, "hparams": 2,
             "reverse_over_plain": t["reverse"] / t["plain"],
             "python_loop_over_plain": t["python_loop"] / t["plain"],
             "forward_over_plain": t["forward"] / t["plain"],
+            "checkpointed_over_plain": t["checkpointed"] / t["plain"],
+            "reverse_pow_over_plain": t["reverse_pow"] / t["plain"],
             "trace_s": {"while_loop": first["reverse"] - t["reverse"],
                         "python_loop": first["python_loop"] - t["python_loop"]}}
 
@@ -264,16 +286,19 @@ def _memory(x, y, quick):
         train_loss, val_loss, ps, hs, k, learning_rate=lr, loop="python"))
     forward = tf.function(lambda ps, hs, k: hypergrad.forward_hypergradient(
         train_loss, val_loss, ps, hs, k, learning_rate=lr))
+    checkpointed = tf.function(lambda ps, hs, k: hypergrad.unrolled_hypergradient(
+        train_loss, val_loss, ps, hs, k, learning_rate=lr, memory="checkpointed"))
     description, probe = _memory_probe()
-    _block(reverse(params, hparams, tf.constant(2)))
-    _block(forward(params, hparams, tf.constant(2)))
+    for fn in (reverse, forward, checkpointed):
+        _block(fn(params, hparams, tf.constant(2)))
     rows = []
     python_ks = (10,) if quick else (10, 100)  # a Python loop traces O(K): not at K = 1000
     for k in (10, 100, 1000):
         row = {"K": k}
         # Smallest expected footprint first, so that memory left mapped by an earlier run
         # hides as little as possible of a later one.
-        runs = [("forward", lambda: forward(params, hparams, tf.constant(k)))]
+        runs = [("forward", lambda: forward(params, hparams, tf.constant(k))),
+                ("checkpointed", lambda: checkpointed(params, hparams, tf.constant(k)))]
         if k in python_ks:
             _block(python_loop(params, hparams, k))  # trace outside the measurement
             runs.append(("python", lambda: python_loop(params, hparams, k)))
@@ -321,6 +346,10 @@ def measure(quick: bool = False) -> dict:
 
 
 # ------------------------------------------------------------------------ report
+def _opt(d, key):
+    return "n/a" if d.get(key) is None else f"{d[key]:.2f}"
+
+
 def markdown(result: dict) -> str:
     """The "## hypergrad" section of BENCHMARKS.md for a measure() result."""
     models = result["models"]
@@ -355,6 +384,10 @@ def markdown(result: dict) -> str:
         lambda m: f"{m['unrolled']['python_loop_over_plain']:.2f}")
     row("unrolled reverse, K steps / K plain steps, tf.while_loop (tensor K)", "<= 3",
         lambda m: f"{m['unrolled']['reverse_over_plain']:.2f}")
+    row("the same, weight decay written as w ** 2 (not tf.square)", "",
+        lambda m: _opt(m["unrolled"], "reverse_pow_over_plain"))
+    row("unrolled reverse, memory='checkpointed' (sqrt K), K steps / K plain steps", "",
+        lambda m: _opt(m["unrolled"], "checkpointed_over_plain"))
     row("forward mode (2 hparams), K steps / K plain steps", "",
         lambda m: f"{m['unrolled']['forward_over_plain']:.2f}")
     row("trace + first call overhead, while_loop / Python loop (s)", "",
@@ -372,17 +405,28 @@ def markdown(result: dict) -> str:
     mem = result["memory"]
     lines += ["", f"Peak memory, reverse vs forward mode ({mem['model']}; "
               f"{mem['params']:,} parameters = {mem['param_bytes'] / 2**10:.0f} KiB). "
-              f"Measured as: {mem['method']}.", "",
-              "| K | reverse, while_loop (MiB) | reverse, Python loop (MiB) | forward (MiB) | "
-              "reverse (s) | forward (s) |",
-              "|---|---|---|---|---|---|"]
+              f"Measured as: {mem['method']}. Checkpointed: "
+              "`unrolled_hypergradient(..., memory=\"checkpointed\")`, (w, s) stored every "
+              "ceil(sqrt K) steps, segments recomputed in the backward pass.", "",
+              "| K | reverse, while_loop (MiB) | reverse, Python loop (MiB) | "
+              "reverse, checkpointed (MiB) | forward (MiB) | checkpointed / forward "
+              "(goal <= 3 at K = 1000) | reverse (s) | checkpointed (s) | forward (s) |",
+              "|---|---|---|---|---|---|---|---|---|"]
 
     def mib(b):
         return "n/a" if b is None else f"{b / 2**20:.1f}"
 
+    def ratio(a, b):
+        return "n/a" if a is None or not b else f"{a / b:.2f}"
+
+    def secs(r, name):
+        return "n/a" if r.get(name + "_s") is None else f"{r[name + '_s']:.2f}"
+
     for r in mem["rows"]:
         lines.append(f"| {r['K']} | {mib(r['reverse_bytes'])} | {mib(r.get('python_bytes'))} | "
-                     f"{mib(r['forward_bytes'])} | {r['reverse_s']:.2f} | {r['forward_s']:.2f} |")
+                     f"{mib(r.get('checkpointed_bytes'))} | {mib(r['forward_bytes'])} | "
+                     f"{ratio(r.get('checkpointed_bytes'), r['forward_bytes'])} | "
+                     f"{secs(r, 'reverse')} | {secs(r, 'checkpointed')} | {secs(r, 'forward')} |")
     lines += ["", "(Python loop: not run where n/a, its graph and trace grow with K. Times "
               "include the measurement itself.)"]
     sections = ", ".join(f"{k} {v:.0f} s" for k, v in result.get("section_s", {}).items())

@@ -79,6 +79,8 @@ def reverse(train_loss, val_loss, optimizer, params, state, hparams, hyper_of, s
         pulled = _lists.zeros_for_none(pulled, w + s + hparams)
         return j - 1, pulled[:n_w + n_s], _lists.add(hbar, pulled[n_w + n_s:])
 
+    # parallel_iterations=1: a segment's recomputation does not depend on the adjoint, so
+    # the default (10) would recompute up to 10 segments at once and hold them all.
     _, _, hbar = tf.while_loop(lambda j, a, h: j >= 0, backward_body,
-                               (segments - 1, adjoint, grads[n_w:]))
+                               (segments - 1, adjoint, grads[n_w:]), parallel_iterations=1)
     return hbar, [tf.stop_gradient(w) for w in final]
