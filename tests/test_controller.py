@@ -72,7 +72,7 @@ def test_log_prob_matches_numpy_reimplementation():
     # larger weights so the distributions are far from uniform
     for var in ctrl.trainable_variables:
         var.assign(var * 20.0)
-    children = ctrl.sample(6).numpy()
+    children = ctrl.sample(6)[0].numpy()
     got = ctrl.log_prob(children).numpy()
     want = [numpy_log_prob(ctrl, c.astype(np.int64)) for c in children]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
@@ -87,13 +87,13 @@ def test_probabilities_sum_to_one_by_enumeration_and_match_sampling():
                                                  for d in space.decisions])), np.int32)
     p = np.exp(ctrl.log_prob(children).numpy())
     assert abs(p.sum() - 1.0) < 1e-4
-    samples = ctrl.sample(20000).numpy()
+    samples = ctrl.sample(20000)[0].numpy()
     index = {tuple(c): k for k, c in enumerate(children)}
     freq = np.bincount([index[tuple(c)] for c in samples], minlength=len(children)) / 20000
     # each frequency within 5 binomial standard errors of its probability
     se = np.sqrt(p * (1 - p) / 20000)
     assert np.all(np.abs(freq - p) <= 5 * se + 1e-3)
-    # entropy() equals the sum of per-decision conditional entropies, checked on decision 0
+    # probabilities() of decision 0 is the marginal of the enumerated distribution
     p0 = ctrl.probabilities(0, children[:1])[0]
     np.testing.assert_allclose(p0, [p[children[:, 0] == v].sum() for v in range(2)], atol=1e-5)
 
@@ -101,12 +101,12 @@ def test_probabilities_sum_to_one_by_enumeration_and_match_sampling():
 def test_sampling_is_seeded_and_resumable_from_checkpoint(tmp_path):
     space = small_space()
     a, b = Controller(space, seed=7), Controller(space, seed=7)
-    np.testing.assert_array_equal(a.sample(5).numpy(), b.sample(5).numpy())
+    np.testing.assert_array_equal(a.sample(5)[0].numpy(), b.sample(5)[0].numpy())
     path = tf.train.Checkpoint(c=a).write(str(tmp_path / "ckpt"))
-    expected = a.sample(5).numpy()
+    expected = a.sample(5)[0].numpy()
     c = Controller(space, seed=99)
     tf.train.Checkpoint(c=c).read(path).assert_consumed()
-    np.testing.assert_array_equal(c.sample(5).numpy(), expected)
+    np.testing.assert_array_equal(c.sample(5)[0].numpy(), expected)
 
 
 @pytest.mark.parametrize("sign", [1.0, -1.0])
@@ -118,17 +118,18 @@ def test_reinforce_bandit_puts_mass_on_best_arm(sign):
     rewards = sign * np.array([0.1, 0.3, 0.9, 0.5, 0.2], np.float32)
     best = int(np.argmax(rewards))
     for _ in range(150):
-        arms = ctrl.sample(8)
-        ctrl.update(arms, tf.gather(rewards, arms[:, 0]))
+        arms, values = ctrl.sample(8)
+        ctrl.update(arms, values, tf.gather(rewards, arms[:, 0]))
     assert ctrl.probabilities(0, np.zeros((1, 1), np.int32))[0, best] > 0.9
 
 
 def test_mask_removes_decisions_from_the_gradient():
     space = SearchSpace(0, choices={"a": (0, 1), "b": (0, 1, 2)})
     ctrl = Controller(space, ControllerConfig(lstm_size=8, entropy_weight=0.1), seed=0)
-    children = ctrl.sample(4)
+    children, values = ctrl.sample(4)
     with tf.GradientTape() as tape:
-        loss, _ = ctrl.reinforce_loss(children, tf.ones(4), mask=[[1, 0]] * 4)
+        loss = ctrl.reinforce_loss(ctrl.walk(4, children, values), tf.ones(4),
+                                   mask=[[1, 0]] * 4)
     grads = dict(zip([v.name for v in ctrl.trainable_variables],
                      tape.gradient(loss, ctrl.trainable_variables)))
     assert grads["w_b:0"] is None or np.all(grads["w_b:0"].numpy() == 0)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_enas import response
 from tf_enas.controller import Controller, ControllerConfig
+from tf_enas.controller import ResponseTerms
 from tf_enas.joint_controller import DEFAULTS, ContinuousDecision, JointController
 from tf_enas.space import SearchSpace
 
@@ -27,12 +27,15 @@ def test_sample_shapes_and_discrete_part_is_the_base_controller():
     assert values.dtype == tf.float32 and values.shape == (16, 3)
     assert np.all(values.numpy() > 0) and np.all(values[:, 1].numpy() < 1)
     parts = ctrl.walk(16, children, values)
-    base = Controller.log_prob(ctrl, children)  # the parent's walk of the same LSTM
-    np.testing.assert_allclose(parts.discrete_log_prob.numpy(), base.numpy(), rtol=1e-5)
+    # a plain Controller with the same seed holds the same categorical variables
+    plain = Controller(ctrl.space, ctrl.config, seed=3)
+    base = plain.log_prob(children)
+    np.testing.assert_allclose(tf.reduce_sum(parts.discrete_log_prob, 1).numpy(), base.numpy(),
+                               rtol=1e-5)
     # continuous log-density: Normal(μ, σ) of z = T⁻¹(h), recomputed by hand
     z = np.stack([np.log(values[:, 0]), np.log(values[:, 1] / (1 - values[:, 1])),
                   np.log(values[:, 2])], 1)
-    mu, sd = parts.mu.numpy(), parts.sigma.numpy()
+    mu, sd = parts.loc.numpy(), parts.scale.numpy()
     want = np.sum(-0.5 * ((z - mu) / sd) ** 2 - np.log(sd) - 0.5 * np.log(2 * np.pi), 1)
     np.testing.assert_allclose(parts.continuous_log_prob.numpy(), want, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(ctrl.log_prob(children, values).numpy(),
@@ -47,9 +50,9 @@ def test_samples_follow_the_emitted_distribution():
     ctrl = _controller(space, ("learning_rate",))
     children, values = ctrl.sample(4000)
     parts = ctrl.walk(4000, children, values)
-    eps = (np.log(values.numpy()[:, 0]) - parts.mu.numpy()[:, 0]) / parts.sigma.numpy()[:, 0]
+    eps = (np.log(values.numpy()[:, 0]) - parts.loc.numpy()[:, 0]) / parts.scale.numpy()[:, 0]
     assert abs(eps.mean()) < 4 / np.sqrt(4000) and abs(eps.std() - 1) < 0.05
-    p = np.exp(np.stack([ctrl.walk(1, tf.constant([[a]]), values[:1]).discrete_log_prob[0]
+    p = np.exp(np.stack([ctrl.walk(1, tf.constant([[a]]), values[:1]).discrete_log_prob[0, 0]
                          for a in range(3)]))
     freq = np.bincount(children.numpy()[:, 0], minlength=3) / 4000
     np.testing.assert_allclose(freq, p, atol=4 * np.sqrt(0.25 / 4000))
@@ -70,9 +73,9 @@ def _exact_grad(ctrl):
     children = tf.constant([[0], [1], [2]], tf.int32)
     with tf.GradientTape() as tape:
         parts = ctrl.walk(3, children, tf.ones((3, 1)) * 0.05)
-        mu, s2 = parts.mu[:, 0], parts.sigma[:, 0] ** 2
+        mu, s2 = parts.loc[:, 0], parts.scale[:, 0] ** 2
         j_a = tf.exp(2 * mu + 2 * s2) - 2 * TARGETS * tf.exp(mu + s2 / 2) + TARGETS ** 2
-        j = tf.reduce_sum(tf.exp(parts.discrete_log_prob) * j_a)
+        j = tf.reduce_sum(tf.exp(parts.discrete_log_prob[:, 0]) * j_a)
     return tape.gradient(j, ctrl.trainable_variables)
 
 
@@ -97,14 +100,13 @@ def test_real_controller_gradient_plumbing_is_unbiased(estimator):
         t = tf.gather(TARGETS, children[:, 0])
         f = (values[:, 0] - t) ** 2
         with tf.GradientTape() as tape:
-            parts = ctrl.walk(per, children, values, pathwise=True)
+            # the controller's own update terms, with the baseline at 0: R = −f
+            walk = ctrl.walk(per, children, values, pathwise=True)
             if estimator == "pathwise":
-                s = (response.reinforce_surrogate(parts.discrete_log_prob, f)
-                     + response.unrolled_surrogate((2 * (values[:, 0] - t))[:, None],
-                                                   parts.values))
+                terms = ResponseTerms(tf.zeros(per), (2 * (values[:, 0] - t))[:, None], False)
+                s = ctrl.reinforce_loss(walk, -f, score_continuous=False) + terms.surrogate(walk)
             else:
-                s = response.reinforce_surrogate(
-                    parts.discrete_log_prob + parts.continuous_log_prob, f)
+                s = ctrl.reinforce_loss(walk, -f)
         return tape.gradient(s, variables)
 
     est = np.stack([_flat(group_grad(), variables) for _ in range(groups)])

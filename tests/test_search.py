@@ -27,7 +27,7 @@ def tiny(**overrides) -> SearchConfig:
 def state(search: Search):
     """Every number a search carries between epochs."""
     vars_ = (search.supernet.variables + list(search.controller.variables)
-             + search.optimizer.variables)
+             + search.controller.optimizer.variables + search.velocity)
     history = [{k: v for k, v in h.items() if k != "seconds"} for h in search.history]
     return [v.numpy() for v in vars_], history
 
@@ -45,7 +45,8 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path, splits):
     for a, b in zip(va, vb):
         np.testing.assert_array_equal(a, b)
     # and the random streams continue identically
-    np.testing.assert_array_equal(straight.controller.sample(3), resumed.controller.sample(3))
+    np.testing.assert_array_equal(straight.controller.sample(3)[0],
+                                  resumed.controller.sample(3)[0])
 
 
 def test_global_norm_clipping_really_clips(tmp_path, splits):
@@ -57,7 +58,7 @@ def test_global_norm_clipping_really_clips(tmp_path, splits):
     assert float(logs["train/grad_norm"]) > 100 * clip  # the raw gradient is much larger
     delta = np.sqrt(sum(np.sum((v.numpy() - b) ** 2)
                         for v, b in zip(s.supernet.trainable_variables, before)))
-    # plain SGD at the schedule's start: ‖Δw‖ = lr · clip
+    # heavy ball from zero velocity at the schedule's start: ‖Δw‖ = lr · clip
     np.testing.assert_allclose(delta, lr * clip, rtol=1e-3)
 
 
@@ -71,7 +72,7 @@ def test_non_finite_steps_are_skipped_and_counted(tmp_path, splits):
         assert np.all(np.isfinite(v.numpy())), v.path
     # a child whose logits are non-finite gets the worst reward, 0
     x = tf.constant(splits.x_val[:8])
-    rewards = s.evaluate_children(s.controller.sample(4), x, tf.constant(splits.y_val[:8]))
+    rewards = s.evaluate_children(s.controller.sample(4)[0], x, tf.constant(splits.y_val[:8]))
     assert np.all((rewards.numpy() >= 0) & (rewards.numpy() <= 1))
 
 
@@ -84,7 +85,7 @@ def test_random_search_samples_uniformly(tmp_path, splits):
     from tf_enas.search import RandomSearch
 
     s = RandomSearch(tiny(), str(tmp_path), splits=splits, verbose=0)
-    children = s.sample_children(6000).numpy()
+    children = s.sample_children(6000)[0].numpy()
     for k, d in enumerate(s.space.decisions):
         freq = np.bincount(children[:, k], minlength=d.num_values) / len(children)
         se = np.sqrt((1 / d.num_values) * (1 - 1 / d.num_values) / len(children))

@@ -33,13 +33,13 @@ from tf_enas.space import SearchSpace
 tfd = tfp.distributions
 
 PolicyWalk = collections.namedtuple("PolicyWalk", [
-    "children", "values", "discrete_log_prob", "continuous_log_prob", "entropy", "skip_kl",
-    "medians"])
+    "children", "values", "discrete_log_prob", "continuous_log_prob", "discrete_entropy",
+    "continuous_entropy", "skip_kl", "loc", "scale"])
 PolicyWalk.__doc__ = """One walk of the policy over a batch: children int32 [B, D], values
 float32 [B, C] (continuous decisions; C = 0 for a categorical controller),
-discrete_log_prob [B, D] (per categorical decision), continuous_log_prob [B] (Σ of the
-continuous decisions' log-densities), entropy [B] (all decisions), skip_kl [B], medians
-[B, C] (each continuous decision's median given the categorical ones)."""
+discrete_log_prob and discrete_entropy [B, D] (per categorical decision), continuous_log_prob
+and continuous_entropy [B] (Σ over the continuous decisions), skip_kl [B], loc and
+scale [B, C] (each continuous decision's Normal on its z scale, given the decisions before)."""
 
 
 class ResponseTerms(collections.namedtuple(
@@ -135,9 +135,9 @@ class Controller(tf.Module):
 
     def _walk_more(self, batch_size, state, x, values, seeds, pathwise):
         """Continues the LSTM after the categorical decisions: (values [B, C],
-        log_prob [B], entropy [B], medians [B, C]). None here."""
+        log_prob [B], entropy [B], loc [B, C], scale [B, C]). None here."""
         zero, empty = tf.zeros((batch_size,)), tf.zeros((batch_size, 0))
-        return empty, zero, zero, empty
+        return empty, zero, zero, empty, empty
 
     # --- the policy ---------------------------------------------------------------------
     def _lstm(self, x, state):
@@ -210,13 +210,13 @@ class Controller(tf.Module):
             entropies.append(ent[:, None])
             x = tf.gather(self.choice_emb[c], a)
         more_seeds = None if seeds is None else seeds[:, len(space):]
-        values, c_log_prob, c_entropy, medians = self._walk_more(
+        values, c_log_prob, c_entropy, loc, scale = self._walk_more(
             batch_size, state, x, values, more_seeds, pathwise)
         return PolicyWalk(
             children=tf.concat(actions, 1), values=values,
             discrete_log_prob=tf.concat(log_probs, 1), continuous_log_prob=c_log_prob,
-            entropy=tf.reduce_sum(tf.concat(entropies, 1), 1) + c_entropy,
-            skip_kl=skip_kl + tf.zeros((batch_size,)), medians=medians)
+            discrete_entropy=tf.concat(entropies, 1), continuous_entropy=c_entropy,
+            skip_kl=skip_kl + tf.zeros((batch_size,)), loc=loc, scale=scale)
 
     # --- public API -----------------------------------------------------------------------
     @tf.function(autograph=False, reduce_retracing=True)
@@ -261,15 +261,17 @@ class Controller(tf.Module):
         continuous log-densities out (their gradient then comes pathwise, from a response).
         """
         cfg = self.config
-        log_probs = walk.discrete_log_prob
+        log_probs, entropies = walk.discrete_log_prob, walk.discrete_entropy
         if mask is not None:
-            log_probs = log_probs * tf.cast(mask, log_probs.dtype)
+            mask = tf.cast(mask, log_probs.dtype)
+            log_probs, entropies = log_probs * mask, entropies * mask
         log_prob = tf.reduce_sum(log_probs, 1)
         if score_continuous:
             log_prob += walk.continuous_log_prob
+        entropy = tf.reduce_sum(entropies, 1) + walk.continuous_entropy
         advantage = tf.stop_gradient(tf.cast(rewards, tf.float32) - self.baseline)
         return (-tf.reduce_mean(advantage * log_prob)
-                - cfg.entropy_weight * tf.reduce_mean(walk.entropy)
+                - cfg.entropy_weight * tf.reduce_mean(entropy)
                 + cfg.skip_weight * tf.reduce_mean(walk.skip_kl))
 
     @tf.function(autograph=False, reduce_retracing=True)
@@ -305,7 +307,8 @@ class Controller(tf.Module):
         reinforce_norm = tf.linalg.global_norm(reinforce)
         dot = tf.add_n([tf.reduce_sum(a * b) for a, b in zip(reinforce, extra)])
         return self.apply_gradients(grads) | {
-            "controller/loss": loss, "controller/entropy": tf.reduce_mean(walk.entropy),
+            "controller/loss": loss, "controller/entropy": tf.reduce_mean(
+                tf.reduce_sum(walk.discrete_entropy, 1) + walk.continuous_entropy),
             "controller/reward": mean_r, "controller/baseline": self.baseline.read_value(),
             "response/reinforce_grad_norm": reinforce_norm,
             "response/response_grad_norm": tf.where(finite, extra_norm, 0.0),

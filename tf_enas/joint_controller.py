@@ -131,7 +131,7 @@ class JointController(Controller):
         with ε = (T⁻¹(h) − μ)/σ held constant, equal to the values but differentiable in φ."""
         if not self.continuous:
             return super()._walk_more(batch_size, state, x, values, seeds, pathwise)
-        hs, log_probs, entropies, medians = [], [], [], []
+        hs, log_probs, entropies, locs, scales = [], [], [], [], []
         for c, d in enumerate(self.continuous):
             s, state = self._lstm(x, state)
             mu = d.center + d.half_range * tf.tanh(s @ self.w_mu[c])[:, 0]
@@ -147,7 +147,14 @@ class JointController(Controller):
             hs.append(d.from_z(z))
             log_probs.append(dist.log_prob(tf.stop_gradient(z)))  # score function: z is data
             entropies.append(dist.entropy())
-            medians.append(d.from_z(mu))
+            locs.append(mu)
+            scales.append(sigma)
             x = tf.tile(self.cont_emb[c], [batch_size, 1])
         return (tf.stack(hs, 1), tf.add_n(log_probs), tf.add_n(entropies),
-                tf.stack(medians, 1))
+                tf.stack(locs, 1), tf.stack(scales, 1))
+
+    def medians(self, child) -> dict:
+        """{name: T(μ)}: each continuous decision's median given a categorical `child`."""
+        loc = self.walk(1, tf.constant([child], tf.int32),
+                        tf.ones((1, len(self.continuous))) * 0.5).loc[0]
+        return {d.name: float(d.from_z(loc[c])) for c, d in enumerate(self.continuous)}

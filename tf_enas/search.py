@@ -1,15 +1,22 @@
-"""The search: shared-weight steps ⇄ controller steps, then derive and retrain.
+"""The one search loop: shared-weight steps ⇄ controller steps, then derive and retrain.
 
-One epoch = a shared-weight phase (each step samples a child from π_φ and trains the
-supernet on one batch: SGD-Nesterov, cosine-with-restarts learning rate, L2, global-norm
-clipping) and a controller phase (each step samples `controller_batch` children, rewards
-each with its accuracy on one validation batch, and takes one REINFORCE step). After the
-epochs (or the time budget), derive samples `derive_samples` children, scores each on the
-whole validation set and keeps the best; that child is retrained from scratch.
+One epoch = a shared-weight phase (each step samples a child (a, h) from π_φ and takes one
+heavy-ball step of its own optimizer on the shared weights: learning rate η·s_t with s_t a
+cosine-with-restarts multiplier, momentum μ, L2 λ, global-norm clipping) and a controller
+phase (each step samples `controller_batch` children, evaluates them with the configured
+response estimator and takes one controller step). The controller's objective is
 
-Everything that changes during a search (supernet, controller, both optimizers, the RNG
-state, the epoch counter, the elapsed time and the history) is one tf.train.Checkpoint,
-written after every epoch; `run()` resumes from the last one in `output_dir`.
+    J_K(φ) = E_{(a,h)∼π_φ} L_val(a, w_K(a, h))
+
+(w_K: K = `lookahead_steps` steps of the child's optimizer from the shared weights and
+velocity; K = 0 with reward "accuracy" is ENAS). After the epochs (or the time budget),
+derive scores `derive_samples` children on the whole validation set and keeps the best;
+that child is retrained from scratch with its hyperparameters.
+
+What is searched is configuration: grid `choices`, `continuous` decisions (which make the
+controller a JointController) and the `response` estimator (tf_enas/response). Everything
+that changes during a search is one tf.train.Checkpoint written after every epoch;
+`run()` resumes from the last one in `output_dir`.
 """
 from __future__ import annotations
 
@@ -24,10 +31,17 @@ import tensorflow as tf
 
 from tf_enas import data as data_lib
 from tf_enas import files
+from tf_enas import hypergrad
+from tf_enas import response as response_lib
 from tf_enas import retrain as retrain_lib
 from tf_enas.controller import Controller, ControllerConfig
+from tf_enas.joint_controller import DEFAULTS, JointController
+from tf_enas.objective import HEAVY_BALL, ChildObjective, Hyperparameters
 from tf_enas.space import OPS, SearchSpace
 from tf_enas.supernet import Supernet
+
+REWARDS = ("accuracy", "loss")
+SOLVERS = ("cg", "neumann", "exact")
 
 
 @dataclasses.dataclass
@@ -39,11 +53,13 @@ class SearchConfig:
     num_samples: int | None = None
     val_fraction: float = 0.1
     seed: int = 0
-    # search space
+    # search space: architecture, grid choices, continuous optimizer decisions
     num_layers: int = 6
     ops: tuple = OPS
     choices: dict = dataclasses.field(default_factory=dict)
-    # supernet and its training
+    continuous: tuple = ()
+    ranges: dict = dataclasses.field(default_factory=dict)  # name -> (low, high)
+    # supernet and its training (defaults of what is not searched)
     width: int = 64
     batch_size: int = 128
     lr_max: float = 0.05
@@ -52,11 +68,25 @@ class SearchConfig:
     momentum: float = 0.9
     l2: float = 2.5e-4
     grad_clip_norm: float = 5.0
-    # controller
+    # controller and its objective
     controller: ControllerConfig = dataclasses.field(default_factory=ControllerConfig)
     controller_steps: int = 20
     controller_batch: int = 8
     val_batch_size: int = 256
+    reward: str = "accuracy"          # "accuracy" or "loss" (R = −min(L_val, cap))
+    reward_loss_cap: float = 5.0
+    lookahead_steps: int = 0
+    lookahead_batch_size: int = 64
+    truncate: int = 0
+    # response estimator
+    response: str = "none"
+    response_weight: float = 1.0
+    response_every: int = 1
+    solver: str = "cg"
+    cg_iterations: int = 5
+    cg_tol: float = 1e-2
+    cg_damping: float = 1e-2
+    neumann_alpha: float = 0.1
     # schedule
     epochs: int = 100
     time_budget_s: float | None = None
@@ -66,7 +96,8 @@ class SearchConfig:
 
     def validate(self):
         positive = ("num_layers", "width", "batch_size", "controller_steps", "controller_batch",
-                    "val_batch_size", "epochs", "derive_samples", "lr_restart_epochs")
+                    "val_batch_size", "epochs", "derive_samples", "lr_restart_epochs",
+                    "response_every", "lookahead_batch_size", "cg_iterations")
         for k in positive:
             if getattr(self, k) < 1:
                 raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
@@ -79,99 +110,194 @@ class SearchConfig:
             raise ValueError("l2 must be >= 0 and grad_clip_norm > 0")
         if self.time_budget_s is not None and self.time_budget_s <= 0:
             raise ValueError(f"time_budget_s must be > 0, got {self.time_budget_s}")
+        for k, allowed in (("reward", REWARDS), ("response", tuple(response_lib.ESTIMATORS)),
+                           ("solver", SOLVERS)):
+            if getattr(self, k) not in allowed:
+                raise ValueError(f"{k} must be one of {allowed}, got {getattr(self, k)!r}")
+        unknown = [k for k in self.continuous if k not in DEFAULTS]
+        if unknown or len(set(self.continuous)) != len(self.continuous):
+            raise ValueError(f"continuous must be distinct names from {tuple(DEFAULTS)}, got "
+                             f"{list(self.continuous)}")
+        bad = [k for k in self.ranges if k not in self.continuous]
+        if bad:
+            raise ValueError(f"ranges given for {bad}, which are not continuous decisions")
+        clash = set(self.continuous) & set(self.choices)
+        if clash:
+            raise ValueError(f"{sorted(clash)} cannot be both a grid choice and continuous")
+        if not 0 <= self.truncate <= self.lookahead_steps:
+            raise ValueError(f"need 0 <= truncate <= lookahead_steps, got {self.truncate}")
+        if self.cg_damping < 0 or self.reward_loss_cap <= 0 or self.response_weight < 0:
+            raise ValueError("need cg_damping >= 0, reward_loss_cap > 0, response_weight >= 0")
+        if self.response != "none" and self.reward != "loss":
+            raise ValueError(f"response={self.response} estimates the gradient of L_val: it "
+                             f"needs reward=loss, got reward={self.reward}")
+        if self.response == "unrolled" and (self.lookahead_steps < 1 or not self.continuous):
+            raise ValueError("response=unrolled needs lookahead_steps >= 1 and at least one "
+                             "continuous decision (the response is ∂L_val(w_K)/∂h)")
+        if self.response == "ift" and self.controller_batch < 4:
+            raise ValueError(f"response=ift needs controller_batch >= 4, got "
+                             f"{self.controller_batch}")
+        if "learning_rate" in self.continuous and self.retrain.optimizer != "sgd":
+            raise ValueError("the search picks an SGD learning rate: set the retrain "
+                             "optimizer to sgd (--retrain_optimizer=sgd)")
         self.controller.validate()
         self.retrain.validate()
+        self.decisions()
         return self
+
+    def decisions(self) -> tuple:
+        """The ContinuousDecisions, defaults with `ranges` applied."""
+        out = []
+        for k in self.continuous:
+            d = DEFAULTS[k]
+            if k in self.ranges:
+                low, high = self.ranges[k]
+                d = dataclasses.replace(d, low=float(low), high=float(high))
+            out.append(d.validate())
+        return tuple(out)
+
+    def estimator(self):
+        """The configured response estimator."""
+        cls = response_lib.ESTIMATORS[self.response]
+        if self.response != "ift":
+            return cls(self.lookahead_steps, self.truncate)
+        solve = hypergrad.make_solver(self.solver, self.cg_iterations, self.cg_tol,
+                                      self.cg_damping, alpha=self.neumann_alpha)
+        return cls(solve, self.lookahead_steps, self.truncate)
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self) | {"ops": list(self.ops)}
 
 
 class Search:
-    """A resumable ENAS search over `config`, writing into `output_dir`."""
+    """A resumable search over `config`, writing into `output_dir`.
+
+    Override points: `build_controller`, `sample_children`, `update_policy`,
+    `checkpoint_items` (extend with super()), `child_hyperparameters`.
+    """
 
     def __init__(self, config: SearchConfig, output_dir: str, splits=None, verbose: int = 1):
         self.config = config.validate()
         self.output_dir = output_dir
         self.verbose = verbose
         os.makedirs(output_dir, exist_ok=True)
-        c = config
-        self.splits = splits or data_lib.load(c.dataset, c.seed, c.val_fraction,
-                                              path=c.dataset_path, num_samples=c.num_samples)
-        self.space = SearchSpace(c.num_layers, c.ops, c.choices)
-        keras.utils.set_random_seed(c.seed)
-        self.supernet = Supernet(self.space, self.splits.input_shape, self.splits.num_classes,
-                                 width=c.width)
-        self.controller = Controller(self.space, c.controller, seed=c.seed)
-        self.steps_per_epoch = len(self.splits.x_train) // c.batch_size
+        cfg = config
+        self.splits = splits or data_lib.load(cfg.dataset, cfg.seed, cfg.val_fraction,
+                                              path=cfg.dataset_path,
+                                              num_samples=cfg.num_samples)
+        self.space = SearchSpace(cfg.num_layers, cfg.ops, cfg.choices)
+        keras.utils.set_random_seed(cfg.seed)
+        self.supernet = Supernet(self.space, self.splits.input_shape,
+                                 self.splits.num_classes, width=cfg.width)
+        self.controller = self.build_controller()
+        self.steps_per_epoch = len(self.splits.x_train) // cfg.batch_size
         if self.steps_per_epoch < 1:
-            raise ValueError(f"batch_size {c.batch_size} is larger than the training set "
+            raise ValueError(f"batch_size {cfg.batch_size} is larger than the training set "
                              f"({len(self.splits.x_train)} examples)")
-        self.optimizer = keras.optimizers.SGD(c.lr_max, momentum=c.momentum, nesterov=True)
-        self.optimizer.build(self.supernet.trainable_variables)
         self.schedule = keras.optimizers.schedules.CosineDecayRestarts(
-            1.0, c.lr_restart_epochs * self.steps_per_epoch, t_mul=2.0,
-            alpha=c.lr_min / c.lr_max)
-        self._x_train = tf.constant(self.splits.x_train)
-        self._y_train = tf.constant(self.splits.y_train)
-        self._x_val = tf.constant(self.splits.x_val)
-        self._y_val = tf.constant(self.splits.y_val)
-        self._l2_vars = [v for v in self.supernet.trainable_variables
-                         if "kernel" in v.path or "depthwise" in v.path or "pointwise" in v.path]
-        self._grid = {k: tf.constant(np.asarray(v, np.float32)) for k, v in c.choices.items()
-                      if k in ("learning_rate", "weight_decay")}
+            1.0, cfg.lr_restart_epochs * self.steps_per_epoch, t_mul=2.0,
+            alpha=cfg.lr_min / cfg.lr_max)
+        weights = self.supernet.trainable_variables
+        self.velocity = [tf.Variable(tf.zeros_like(v), trainable=False, name=f"velocity_{i}")
+                         for i, v in enumerate(weights)]
+        self.shared_steps = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                        name="shared_steps")
+        self.objective = ChildObjective(self.supernet, self.child_hyperparameters,
+                                        self.lr_scale)
+        self.response = cfg.estimator()
+        self.score_only = (self.response if cfg.response == "none" else
+                           response_lib.ScoreFunction(cfg.lookahead_steps, cfg.truncate))
+        self._x_train, self._y_train = tf.constant(self.splits.x_train), tf.constant(
+            self.splits.y_train)
+        self._x_val, self._y_val = tf.constant(self.splits.x_val), tf.constant(
+            self.splits.y_val)
+        self._grid = {k: tf.constant(np.asarray(v, np.float32)) for k, v in cfg.choices.items()
+                      if k in Hyperparameters._fields}
+        self._continuous = {d.name: i for i, d in enumerate(cfg.decisions())}
+        self.batch_rng = tf.random.Generator.from_seed(cfg.seed + 7919)
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.elapsed = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="elapsed")
         self.skipped_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped")
         self.history_json = tf.Variable("[]", dtype=tf.string, trainable=False, name="history")
-        self.checkpoint = tf.train.Checkpoint(
-            supernet=self.supernet, optimizer=self.optimizer, controller=self.controller,
-            epoch=self.epoch, elapsed=self.elapsed, skipped=self.skipped_steps,
-            history=self.history_json)
+        self.checkpoint = tf.train.Checkpoint(**self.checkpoint_items())
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(output_dir, "checkpoints"), max_to_keep=2)
         self.train_traces = 0
         self.writer = tf.summary.create_file_writer(os.path.join(output_dir, "tensorboard"))
 
-    # --- hyperparameters of a sampled child --------------------------------------------
-    def child_hparams(self, child):
-        """(learning-rate multiplier base, L2) for `child`: its own choices where the space
-        has them, else the config's lr_max and l2."""
-        c = self.config
-        lr = c.lr_max if "learning_rate" not in self._grid else tf.gather(
-            self._grid["learning_rate"], child[self.space.choice_index["learning_rate"]])
-        l2 = c.l2 if "weight_decay" not in self._grid else tf.gather(
-            self._grid["weight_decay"], child[self.space.choice_index["weight_decay"]])
-        return lr, l2
+    # --- override points ---------------------------------------------------------------
+    def build_controller(self) -> Controller:
+        cfg = self.config
+        if cfg.continuous:
+            return JointController(self.space, cfg.decisions(), cfg.controller, seed=cfg.seed)
+        return Controller(self.space, cfg.controller, seed=cfg.seed)
 
     def sample_children(self, n):
-        """n children from the policy π_φ: int32 [n, len(space)]."""
+        """n children from the policy π_φ: (int32 [n, D], float32 values [n, C])."""
         return self.controller.sample(n)
 
-    # --- the two phases ------------------------------------------------------------------
+    def update_policy(self, children, values, rewards, terms, weight) -> dict:
+        """One controller step (Controller.update); returns its logs."""
+        return self.controller.update(children, values, rewards, response=terms,
+                                      response_weight=weight)
 
+    def checkpoint_items(self) -> dict:
+        """What the checkpoint holds (a subclass adds its own state with super())."""
+        return dict(supernet=self.supernet, velocity=self.velocity,
+                    controller=self.controller, epoch=self.epoch, elapsed=self.elapsed,
+                    skipped=self.skipped_steps, history=self.history_json,
+                    shared_steps=self.shared_steps, batch_rng=self.batch_rng)
+
+    def child_hyperparameters(self, child, values) -> Hyperparameters:
+        """(η, μ, λ) of one child: its continuous value, else its grid choice, else the
+        config's lr_max / momentum / l2."""
+        cfg = self.config
+        defaults = Hyperparameters(cfg.lr_max, cfg.momentum, cfg.l2)
+
+        def pick(name):
+            if name in self._continuous:
+                return values[self._continuous[name]]
+            if name in self._grid:
+                return tf.gather(self._grid[name], child[self.space.choice_index[name]])
+            return tf.constant(getattr(defaults, name), tf.float32)
+        return Hyperparameters(*(pick(k) for k in Hyperparameters._fields))
+
+    def lr_scale(self):
+        """The cosine-with-restarts multiplier s_t at the current shared step."""
+        return tf.cast(self.schedule(self.shared_steps), tf.float32)
+
+    # --- the two phases ------------------------------------------------------------------
     @tf.function(autograph=False)
     def train_step(self, x, y):
-        """Samples a child and trains the shared weights on (x, y); non-finite steps are
-        skipped (weights, BN statistics and optimizer untouched) and counted."""
+        """Samples a child and takes one heavy-ball step of its own optimizer on (x, y); a
+        step whose loss, gradient or new weights are non-finite is skipped (weights,
+        velocity and BN statistics untouched) and counted."""
         self.train_traces += 1  # runs at trace time only
-        child = self.sample_children(1)[0]
-        lr, l2 = self.child_hparams(child)
+        children, values = self.sample_children(1)
+        child, vals = children[0], values[0]
+        hp = self.child_hyperparameters(child, vals)
         stats = self.supernet.non_trainable_variables
         saved = [tf.identity(v.value) for v in stats]
         weights = self.supernet.trainable_variables
         with tf.GradientTape() as tape:
             logits = self.supernet(x, child, training=True)
             ce = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
-            loss = ce + l2 * tf.add_n([tf.reduce_sum(tf.square(v)) for v in self._l2_vars])
+            params = [v.value for v in weights]
+            loss = ce + hp.weight_decay * self.objective.penalty(params)
         grads = tape.gradient(loss, weights)
         grads, norm = tf.clip_by_global_norm(grads, self.config.grad_clip_norm)
-        finite = tf.math.is_finite(loss) & tf.math.is_finite(norm)
+        lr = hp.learning_rate * self.lr_scale()
+        new_w, new_v = HEAVY_BALL.update(params, grads, [tf.convert_to_tensor(v) for v in self.velocity],
+                                         self.shared_steps, {"learning_rate": lr,
+                                                             "momentum": hp.momentum})
+        finite = (tf.math.is_finite(loss) & tf.math.is_finite(norm)
+                  & tf.math.is_finite(tf.linalg.global_norm(new_w))
+                  & tf.math.is_finite(tf.linalg.global_norm(new_v)))
 
         def apply():
-            self.optimizer.learning_rate.assign(
-                lr * self.schedule(self.optimizer.iterations))
-            self.optimizer.apply(grads, weights)
+            for var, t in zip(weights + self.velocity, new_w + new_v):
+                var.assign(t)
+            self.shared_steps.assign_add(1)
             return tf.constant(0, tf.int64)
 
         def skip():  # undo the BN statistics this step's forward pass moved
@@ -184,7 +310,7 @@ class Search:
         acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y),
                                      tf.float32))
         return {"train/loss": ce, "train/accuracy": acc, "train/grad_norm": norm,
-                "train/lr": tf.identity(self.optimizer.learning_rate.value)}
+                "train/lr": lr, "train/step_skipped": tf.cast(skipped, tf.float32)}
 
     @tf.function(autograph=False)
     def evaluate_children(self, children, x, y):
@@ -198,13 +324,41 @@ class Search:
 
         return tf.map_fn(score, children, fn_output_signature=tf.float32)
 
-    @tf.function(autograph=False)
+    def rewards(self, losses, accuracies):
+        """R = accuracy (0 if non-finite) or −min(L_val, cap) (−cap if non-finite)."""
+        if self.config.reward == "accuracy":
+            return tf.where(tf.math.is_finite(losses), accuracies, 0.0)
+        cap = self.config.reward_loss_cap
+        return tf.where(tf.math.is_finite(losses), -tf.minimum(losses, cap), -cap)
+
     def controller_step(self, x, y):
-        """Samples controller_batch children, rewards = validation-batch accuracy, REINFORCE."""
-        children = self.sample_children(self.config.controller_batch)
-        rewards = self.evaluate_children(children, x, y)
-        return self.controller.update(children, rewards) | {
-            "controller/best_reward": tf.reduce_max(rewards)}
+        """One controller step on the validation batch (x, y): the response estimator on
+        every response_every-th step, the score function on the others."""
+        every = self.config.response_every
+        is_response = int(self.controller.num_updates.numpy()) % every == 0
+        estimator = self.response if is_response else self.score_only
+        return self._controller_step(x, y, estimator) | {
+            "response/computed": float(is_response and estimator is not self.score_only)}
+
+    @tf.function(autograph=False)
+    def _controller_step(self, x, y, estimator):
+        cfg = self.config
+        children, values = self.sample_children(cfg.controller_batch)
+        idx = self.batch_rng.uniform([cfg.lookahead_batch_size], 0, len(self.splits.x_train),
+                                     dtype=tf.int32)
+        train_batch = (tf.gather(self._x_train, idx), tf.gather(self._y_train, idx))
+        state = (self.objective.weights(), [tf.convert_to_tensor(v) for v in self.velocity])
+        losses, accs, terms, logs = estimator.evaluate(self.objective, state, children,
+                                                       values, (x, y), train_batch)
+        rewards = self.rewards(losses, accs)
+        # an added term computed on 1/every of the steps is scaled by every (unbiased)
+        weight = cfg.response_weight * (cfg.response_every if estimator.adds_term else 1)
+        logs = dict(logs) | self.update_policy(children, values, rewards, terms, weight)
+        for name, i in self._continuous.items():
+            logs[f"controller/{name}"] = tf.reduce_mean(values[:, i])
+        return logs | {"controller/best_reward": tf.reduce_max(rewards),
+                       "controller/val_loss": tf.reduce_mean(tf.where(
+                           tf.math.is_finite(losses), losses, cfg.reward_loss_cap))}
 
     # --- loop ------------------------------------------------------------------------------
     def _epoch_batches(self, epoch: int, n: int, size: int, count: int, salt: int):
@@ -223,37 +377,53 @@ class Search:
             for k, v in logs.items():
                 tf.summary.scalar(k, v)
 
+    def _scalar_logs(self, logs: dict) -> dict:
+        """Vector logs (one entry per continuous decision) become one scalar per name."""
+        names = list(self._continuous)
+        out = {}
+        for k, v in logs.items():
+            v = np.asarray(v)
+            if v.ndim:
+                out |= {f"{k}/{n}": float(x) for n, x in zip(names, v)}
+            else:
+                out[k] = float(v)
+        return out
+
+    @staticmethod
+    def _mean_logs(steps: list) -> dict:
+        """Per key, the mean over the steps that logged it."""
+        keys = dict.fromkeys(k for s in steps for k in s)
+        return {k: float(np.mean([s[k] for s in steps if k in s])) for k in keys}
+
     def search(self) -> list:
         """Runs (or resumes) the search epochs; returns the history."""
-        c = self.config
+        cfg = self.config
         if self.manager.latest_checkpoint:
             self.checkpoint.restore(self.manager.latest_checkpoint).assert_consumed()
             if self.verbose:
                 print(f"resumed from {self.manager.latest_checkpoint} at epoch "
                       f"{int(self.epoch.numpy())}")
         history = self.history
-        progbar = keras.utils.Progbar(c.epochs, verbose=self.verbose,
-                                      stateful_metrics=["reward", "val_acc", "entropy"])
+        progbar = keras.utils.Progbar(cfg.epochs, verbose=self.verbose,
+                                      stateful_metrics=["reward", "entropy", "loss"])
         progbar.update(int(self.epoch.numpy()))
-        n_val = min(c.val_batch_size, len(self.splits.x_val))
-        while self.epoch.numpy() < c.epochs:
+        n_val = min(cfg.val_batch_size, len(self.splits.x_val))
+        while self.epoch.numpy() < cfg.epochs:
             epoch = int(self.epoch.numpy())
             last = history[-1]["seconds"] if history else 0.0
-            if c.time_budget_s and self.elapsed.numpy() + last > c.time_budget_s:
+            if cfg.time_budget_s and self.elapsed.numpy() + last > cfg.time_budget_s:
                 break
             start = time.time()
-            train_logs = []
-            for b in self._epoch_batches(epoch, len(self.splits.x_train), c.batch_size,
+            steps = []
+            for b in self._epoch_batches(epoch, len(self.splits.x_train), cfg.batch_size,
                                          self.steps_per_epoch, 0):
-                train_logs.append(self.train_step(tf.gather(self._x_train, b),
-                                                  tf.gather(self._y_train, b)))
-            ctrl_logs = []
+                steps.append(self._scalar_logs(self.train_step(
+                    tf.gather(self._x_train, b), tf.gather(self._y_train, b))))
             for b in self._epoch_batches(epoch, len(self.splits.x_val), n_val,
-                                         c.controller_steps, 1):
-                ctrl_logs.append(self.controller_step(tf.gather(self._x_val, b),
-                                                      tf.gather(self._y_val, b)))
-            logs = {k: float(np.mean([l[k] for l in train_logs])) for k in train_logs[0]}
-            logs |= {k: float(np.mean([l[k] for l in ctrl_logs])) for k in ctrl_logs[0]}
+                                         cfg.controller_steps, 1):
+                steps.append(self._scalar_logs(self.controller_step(
+                    tf.gather(self._x_val, b), tf.gather(self._y_val, b))))
+            logs = self._mean_logs(steps)
             logs["train/skipped_steps"] = int(self.skipped_steps.numpy())
             seconds = time.time() - start
             history.append({"epoch": epoch + 1, "seconds": seconds, **logs})
@@ -262,24 +432,41 @@ class Search:
             self.elapsed.assign_add(seconds)
             self.history_json.assign(json.dumps(history))
             self.manager.save(checkpoint_number=epoch + 1)
-            progbar.update(epoch + 1, [("reward", logs["controller/reward"]),
-                                       ("entropy", logs["controller/entropy"]),
-                                       ("loss", logs["train/loss"])])
+            progbar.update(epoch + 1, [(k, logs.get(f"{p}/{m}", 0.0)) for k, p, m in (
+                ("reward", "controller", "reward"), ("entropy", "controller", "entropy"),
+                ("loss", "train", "loss"))])
         self.writer.flush()
         return history
 
     def derive(self) -> dict:
-        """Samples derive_samples children, scores each on the whole validation set, keeps
-        the best: {"child", "architecture", "hyperparameters", "val_accuracy", "scores"}."""
-        c = self.config
-        children = self.sample_children(c.derive_samples)
+        """Samples derive_samples children, scores each on the whole validation set with
+        the shared weights and keeps the best. Its continuous hyperparameters are the
+        policy's medians given its architecture; the retrain's SGD gets the L2 coefficient
+        λ as Keras's decoupled weight_decay 2λ/(1 − μ) (same decay under momentum μ)."""
+        cfg = self.config
+        children, _ = self.sample_children(cfg.derive_samples)
         scores = self.evaluate_children(children, self._x_val, self._y_val).numpy()
         best = children[int(np.argmax(scores))].numpy()
+        searched = self.controller.medians(best) if self._continuous else {}
+        hyperparameters = self.space.hyperparameters(best) | searched
+        if "weight_decay" in searched:
+            momentum = searched.get("momentum", cfg.momentum)
+            hyperparameters["weight_decay"] = 2 * searched["weight_decay"] / (1 - momentum)
+        if searched and "momentum" not in searched:
+            hyperparameters["momentum"] = cfg.momentum
         return {"child": self.space.to_string(best),
                 "architecture": self.space.architecture(best),
-                "hyperparameters": self.space.hyperparameters(best),
+                "searched_hyperparameters": searched,
+                "hyperparameters": hyperparameters,
                 "shared_weights_val_accuracy": float(np.max(scores)),
                 "derive_mean_val_accuracy": float(np.mean(scores))}
+
+    def response_summary(self, history) -> dict:
+        """Means over the epochs of the response logs (per response step where computed)."""
+        keys = dict.fromkeys(k for h in history for k in h if k.startswith("response/"))
+        return {"response": self.config.response, **{
+            k.split("/", 1)[1]: float(np.mean([h[k] for h in history if k in h]))
+            for k in keys}}
 
     def run(self) -> dict:
         """Search (resuming), derive, retrain the best child from scratch; writes
@@ -294,19 +481,20 @@ class Search:
             derived = self.derive()
             files.write_json(derived_path, derived)
         child = self.space.parse(derived["child"])
-        c = self.config
-        keras.utils.set_random_seed(c.seed)
-        model = self.supernet.child_model(child, inherit_weights=False, width=c.retrain.width,
-                                          dropout=c.retrain.dropout)
-        metrics = retrain_lib.train(model, self.splits, c.retrain, derived["hyperparameters"],
+        cfg = self.config
+        keras.utils.set_random_seed(cfg.seed)
+        model = self.supernet.child_model(child, inherit_weights=False,
+                                          width=cfg.retrain.width, dropout=cfg.retrain.dropout)
+        metrics = retrain_lib.train(model, self.splits, cfg.retrain, derived["hyperparameters"],
                                     verbose=2 if self.verbose else 0)
         files.save_model(model, os.path.join(self.output_dir, "model.keras"))
         result = {
-            "dataset": c.dataset, "seed": c.seed,
+            "dataset": cfg.dataset, "seed": cfg.seed,
             "architecture": derived["child"],
             "layers": derived["architecture"],
             "hyperparameters": derived["hyperparameters"] | {
-                "retrain": dataclasses.asdict(c.retrain)},
+                "retrain": dataclasses.asdict(cfg.retrain)},
+            "optimizer_hyperparameters": derived["searched_hyperparameters"],
             "val_accuracy": metrics["val_accuracy"],
             "test_accuracy": metrics["test_accuracy"],
             "shared_weights_val_accuracy": derived["shared_weights_val_accuracy"],
@@ -315,8 +503,9 @@ class Search:
             "epochs": len(history),
             "skipped_steps": int(self.skipped_steps.numpy()),
             "params": int(model.count_params()),
+            "response": self.response_summary(history),
             "history": history,
-            "config": c.to_json(),
+            "config": cfg.to_json(),
         }
         files.write_json(os.path.join(self.output_dir, "result.json"), result)
         return result
@@ -324,21 +513,17 @@ class Search:
 
 class RandomSearch(Search):
     """Weight-sharing random search: the same supernet and loop, but children are drawn
-    uniformly (decision k ~ U{0..n_k−1}) and no controller is trained. The baseline that
-    ENAS has to beat."""
+    uniformly (decision k ~ U{0..n_k−1}, continuous z ~ U[T⁻¹(low), T⁻¹(high)]) and the
+    policy is never updated. The baseline that ENAS has to beat."""
 
     def sample_children(self, n):
         sizes = tf.constant([d.num_values for d in self.space.decisions], tf.float32)
-        seed = tf.cast(self.controller.rng.make_seeds(1)[:, 0], tf.int32)
-        u = tf.random.stateless_uniform([n, len(self.space)], seed)
-        return tf.cast(tf.floor(u * sizes), tf.int32)
+        seeds = tf.cast(self.controller.rng.make_seeds(2), tf.int32)
+        u = tf.random.stateless_uniform([n, len(self.space)], seeds[:, 0])
+        children = tf.cast(tf.floor(u * sizes), tf.int32)
+        values = [d.from_z(d.center + d.half_range * tf.random.stateless_uniform(
+            [n], seeds[:, 1] + i, -1.0, 1.0)) for i, d in enumerate(self.config.decisions())]
+        return children, tf.stack(values, 1) if values else tf.zeros((n, 0))
 
-    @tf.function(autograph=False)
-    def controller_step(self, x, y):
-        """Scores children for the logs only; there is no policy to update."""
-        rewards = self.evaluate_children(self.sample_children(self.config.controller_batch), x, y)
-        zero = tf.constant(0.0)
-        return {"controller/loss": zero, "controller/entropy": zero,
-                "controller/reward": tf.reduce_mean(rewards), "controller/baseline": zero,
-                "controller/best_reward": tf.reduce_max(rewards),
-                "controller/grad_norm": zero}
+    def update_policy(self, children, values, rewards, terms, weight) -> dict:
+        return {"controller/reward": tf.reduce_mean(rewards)}

@@ -94,6 +94,21 @@ class SearchSpace:
     def from_config(cls, config: dict) -> "SearchSpace":
         return cls(**config)
 
+    @classmethod
+    def of_child(cls, text: str) -> "SearchSpace":
+        """The smallest space a child's text form lives in: its layers (every op) and one
+        value per named choice; `space.parse(text)` then gives the child."""
+        parts = [p.strip() for p in text.split(";") if p.strip()]
+        layers = parts.pop(0) if parts and "=" not in parts[0] else ""
+        choices = {}
+        for p in parts:
+            name, _, value = p.partition("=")
+            try:
+                choices[name.strip()] = (float(value),)
+            except ValueError:
+                raise ValueError(f"child {text!r}: {p!r} is not name=number") from None
+        return cls(len(layers.split("|")) if layers else 0, OPS, choices)
+
     @property
     def size(self) -> int:
         """Number of distinct children."""

@@ -12,19 +12,18 @@ import dataclasses
 import tempfile
 
 from tf_enas.benchmarks import search_quality
-from tf_enas.joint_search import JointSearch
 
 
 def measure(quick: bool = False, epochs: int = 3, dataset: str = "mnist1d") -> list[dict]:
     """One row per response: first_epoch_s, epoch_s (mean of epochs 2..), ratio_to_none."""
     rows = []
     for method, (cls, overrides) in search_quality.weight_sharing_methods().items():
-        if cls is not JointSearch:
+        if not overrides.get("continuous"):
             continue
         config = search_quality.search_config(dataset, 0, 1.0, quick, **overrides)
         config = dataclasses.replace(config, epochs=epochs, time_budget_s=None)
         with tempfile.TemporaryDirectory() as out:
-            history = JointSearch(config, out, verbose=0).search()
+            history = cls(config, out, verbose=0).search()
         later = [h["seconds"] for h in history[1:]]
         rows.append({"method": method, "response": config.response,
                      "first_epoch_s": history[0]["seconds"],

@@ -21,7 +21,6 @@ import numpy as np
 from tf_enas import data
 from tf_enas.benchmarks import tuner_compare
 from tf_enas.controller import ControllerConfig
-from tf_enas.joint_search import JointConfig, JointSearch
 from tf_enas.retrain import RetrainConfig, train
 from tf_enas.search import RandomSearch, Search, SearchConfig
 
@@ -45,9 +44,9 @@ def hand_designed_cnn(splits, seed: int, epochs: int = 60) -> dict:
                                               weight_decay=5e-2))
 
 
-def search_config(dataset: str, seed: int, budget_s: float, quick: bool, cls=SearchConfig,
-                   retrain_optimizer: str = "adamw", **overrides):
-    config = cls(
+def search_config(dataset: str, seed: int, budget_s: float, quick: bool,
+                  retrain_optimizer: str = "adamw", **overrides):
+    config = SearchConfig(
         dataset=dataset, seed=seed, val_fraction=0.1 if dataset == "mnist1d" else 0.2,
         num_layers=2 if quick else 6, width=8 if quick else 64,
         batch_size=128 if dataset == "mnist1d" else 64, epochs=10_000, time_budget_s=budget_s,
@@ -64,7 +63,7 @@ def _weight_sharing_row(cls, method, config, output_dir) -> dict:
     result = search.run()
     wall = time.time() - start
     curve, t, best = [], 0.0, 0.0
-    if not isinstance(search, JointSearch):  # a joint reward is −L_val, not an accuracy
+    if config.reward == "accuracy":  # a −L_val reward is not an accuracy
         for h in result["history"]:
             t += h["seconds"]
             best = max(best, h.get("controller/best_reward", h["controller/reward"]))
@@ -78,7 +77,7 @@ def _weight_sharing_row(cls, method, config, output_dir) -> dict:
 
 
 # The joint flagfiles' settings (flags/mnist1d_joint*.cfg): SGD η, μ, λ continuous.
-_JOINT = dict(cls=JointConfig, retrain_optimizer="sgd",
+_JOINT = dict(retrain_optimizer="sgd", reward="loss",
               continuous=("learning_rate", "momentum", "weight_decay"),
               ranges={"learning_rate": (0.003, 0.3), "momentum": (0.5, 0.98),
                       "weight_decay": (1e-6, 1e-3)},
@@ -87,14 +86,14 @@ _JOINT = dict(cls=JointConfig, retrain_optimizer="sgd",
 
 def weight_sharing_methods() -> dict:
     """method name → (Search class, config overrides)."""
-    joint = lambda **kw: (JointSearch, _JOINT | kw)
+    joint = lambda **kw: (Search, _JOINT | kw)
     return {
         "random (shared weights)": (RandomSearch, {}),
         "ENAS (architecture only)": (Search, {}),
         "joint, response=none": joint(response="none"),
         "joint + unrolled": joint(response="unrolled", response_every=2),
         "joint + ift": joint(response="ift", response_every=5, cg_iterations=3,
-                             cg_damping=1.0, ift_batch_size=64),
+                             cg_damping=1.0),
     }
 
 

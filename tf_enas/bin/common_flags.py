@@ -8,8 +8,11 @@ from __future__ import annotations
 from absl import flags
 
 from tf_enas import data
+from tf_enas import response
 from tf_enas.controller import ControllerConfig
+from tf_enas.joint_controller import DEFAULTS
 from tf_enas.retrain import OPTIMIZERS, RetrainConfig
+from tf_enas.search import REWARDS, SOLVERS, SearchConfig
 from tf_enas.space import OPS
 
 FLAGS = flags.FLAGS
@@ -86,11 +89,43 @@ def define_search_flags():
     flags.DEFINE_integer("verbose", 1, "0: quiet, 1: progress bar.", lower_bound=0,
                          upper_bound=2)
     flags.register_validator("lr_min", lambda v: v > 0, "--lr_min must be > 0")
+    flags.DEFINE_list("learning_rates", [], "Grid of shared-step learning rates for the "
+                      "controller to choose (empty: fixed --lr_max).")
+    flags.DEFINE_list("weight_decays", [], "Grid of L2 coefficients for the controller to "
+                      "choose (empty: fixed --l2).")
+    flags.DEFINE_multi_enum("continuous", [], list(DEFAULTS), "Optimizer hyperparameters "
+                            "the controller picks as continuous decisions.")
+    for name, d in DEFAULTS.items():
+        flags.DEFINE_list(f"{name}_range", [f"{d.low:g}", f"{d.high:g}"],
+                          f"low,high of the continuous {name}.")
+    flags.DEFINE_enum("reward", "accuracy", list(REWARDS), "Controller reward: validation "
+                      "accuracy (ENAS) or −min(L_val, cap) (needed by a response).")
+    flags.DEFINE_float("reward_loss_cap", 5.0, "Rewards are −min(L_val, cap); non-finite: "
+                       "−cap.", lower_bound=1e-6)
+    flags.DEFINE_integer("lookahead_steps", 0, "K: steps of the child's optimizer (from the "
+                         "shared weights and velocity) before its validation loss.",
+                         lower_bound=0)
+    flags.DEFINE_integer("lookahead_batch_size", 64, "Training batch of the lookahead steps "
+                         "and of the IFT Hessian.", lower_bound=1)
+    flags.DEFINE_integer("truncate", 0, "Lookahead steps not differentiated through.",
+                         lower_bound=0)
+    flags.DEFINE_enum("response", "none", list(response.ESTIMATORS),
+                      "Response estimator added to REINFORCE.")
+    flags.DEFINE_float("response_weight", 1.0, "Weight of the response term.", lower_bound=0.0)
+    flags.DEFINE_integer("response_every", 1, "Compute the response on every n-th controller "
+                         "step (an added term is scaled by n).", lower_bound=1)
+    flags.DEFINE_enum("solver", "cg", list(SOLVERS), "IFT: linear solver.")
+    flags.DEFINE_integer("cg_iterations", 5, "IFT: solver iterations.", lower_bound=1)
+    flags.DEFINE_float("cg_tol", 1e-2, "IFT: relative residual at which a solve counts as "
+                       "converged (an unconverged solve is not applied).", lower_bound=0.0)
+    flags.DEFINE_float("cg_damping", 1e-2, "IFT: damping δ of (H + δI)u = ∇L_val.",
+                       lower_bound=0.0)
+    flags.DEFINE_float("neumann_alpha", 0.1, "IFT: step size of the Neumann series.",
+                       lower_bound=1e-9)
 
 
-def search_config_fields() -> dict:
-    """The fields of define_data_flags, define_search_flags and define_retrain_flags, as
-    SearchConfig keyword arguments."""
+def search_config() -> SearchConfig:
+    """The SearchConfig of define_data_flags, define_search_flags and define_retrain_flags."""
     controller = ControllerConfig(
         lstm_size=FLAGS.controller_lstm_size, learning_rate=FLAGS.controller_lr,
         temperature=FLAGS.controller_temperature,
@@ -98,17 +133,32 @@ def search_config_fields() -> dict:
         entropy_weight=FLAGS.controller_entropy_weight,
         baseline_decay=FLAGS.controller_baseline_decay,
         skip_target=FLAGS.controller_skip_target, skip_weight=FLAGS.controller_skip_weight)
-    return dict(
-        dataset=FLAGS.dataset, dataset_path=FLAGS.dataset_path, num_samples=FLAGS.num_samples,
-        val_fraction=FLAGS.val_fraction, seed=FLAGS.seed, num_layers=FLAGS.num_layers,
-        ops=tuple(dict.fromkeys(FLAGS.ops)), width=FLAGS.width,
-        batch_size=FLAGS.batch_size, lr_max=FLAGS.lr_max, lr_min=FLAGS.lr_min,
-        lr_restart_epochs=FLAGS.lr_restart_epochs, momentum=FLAGS.momentum, l2=FLAGS.l2,
-        grad_clip_norm=FLAGS.grad_clip_norm, controller=controller,
-        controller_steps=FLAGS.controller_steps, controller_batch=FLAGS.controller_batch,
-        val_batch_size=FLAGS.val_batch_size, epochs=FLAGS.epochs,
-        time_budget_s=FLAGS.time_budget_s, derive_samples=FLAGS.derive_samples,
-        retrain=retrain_config())
+    choices = {}
+    if FLAGS.learning_rates:
+        choices["learning_rate"] = float_list("learning_rates", FLAGS.learning_rates)
+    if FLAGS.weight_decays:
+        choices["weight_decay"] = float_list("weight_decays", FLAGS.weight_decays)
+    continuous = tuple(dict.fromkeys(FLAGS.continuous))
+    same_name = ("dataset", "dataset_path", "num_samples", "val_fraction", "seed",
+                 "num_layers", "width", "batch_size", "lr_max", "lr_min", "lr_restart_epochs",
+                 "momentum", "l2", "grad_clip_norm", "controller_steps", "controller_batch",
+                 "val_batch_size", "epochs", "time_budget_s", "derive_samples", "reward",
+                 "reward_loss_cap", "lookahead_steps", "lookahead_batch_size", "truncate",
+                 "response", "response_weight", "response_every", "solver", "cg_iterations",
+                 "cg_tol", "cg_damping", "neumann_alpha")
+    return SearchConfig(
+        **{k: getattr(FLAGS, k) for k in same_name}, ops=tuple(dict.fromkeys(FLAGS.ops)),
+        choices=choices, continuous=continuous,
+        ranges={k: _range(f"{k}_range") for k in continuous},
+        controller=controller, retrain=retrain_config())
+
+
+def _range(name):
+    values = float_list(name, getattr(FLAGS, name))
+    if len(values) != 2:
+        raise flags.ValidationError(f"--{name} must be two numbers low,high, got "
+                                    f"{getattr(FLAGS, name)}")
+    return values
 
 
 def retrain_config() -> RetrainConfig:

@@ -15,8 +15,9 @@ import tempfile
 
 from absl import app, flags
 
-from tf_enas.bin import joint_search as binary
-from tf_enas.joint_search import JointSearch
+from tf_enas.bin import common_flags
+from tf_enas.bin import search as binary  # noqa: F401  (defines the search flags)
+from tf_enas.search import Search
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("cost_epochs", 3, "Epochs per flagfile (the first one is warm-up).",
@@ -26,9 +27,9 @@ flags.DEFINE_integer("cost_epochs", 3, "Epochs per flagfile (the first one is wa
 def measure(flagfile: str, epochs: int) -> dict:
     FLAGS.unparse_flags()
     FLAGS([sys.argv[0], f"--flagfile={flagfile}", "--output_dir=unused"])
-    config = dataclasses.replace(binary.config_from_flags(), epochs=epochs, time_budget_s=None)
+    config = dataclasses.replace(common_flags.search_config(), epochs=epochs, time_budget_s=None)
     with tempfile.TemporaryDirectory() as out:
-        history = JointSearch(config.validate(), out, verbose=0).search()
+        history = Search(config.validate(), out, verbose=0).search()
     later = [h["seconds"] for h in history[1:]]
     return {"flagfile": flagfile, "response": config.response,
             "first_epoch_s": history[0]["seconds"], "epoch_s": sum(later) / len(later)}

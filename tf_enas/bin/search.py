@@ -1,6 +1,8 @@
-"""tf-enas-search: ENAS search (+ derive + retrain) from flags.
+"""tf-enas-search: a search (+ derive + retrain) from flags — ENAS, or a joint
+architecture + optimizer search with a response estimator.
 
     tf-enas-search --flagfile=flags/mnist1d_enas.cfg --output_dir=runs/enas
+    tf-enas-search --flagfile=flags/mnist1d_joint_unrolled.cfg --output_dir=runs/unrolled
 """
 from __future__ import annotations
 
@@ -9,16 +11,12 @@ import json
 from absl import app, flags, logging
 
 from tf_enas.bin import common_flags
-from tf_enas.search import Search, SearchConfig
+from tf_enas.search import Search
 
 FLAGS = flags.FLAGS
 common_flags.define_data_flags()
 common_flags.define_search_flags()
 common_flags.define_retrain_flags()
-flags.DEFINE_list("learning_rates", [], "Grid of shared-step learning rates for the "
-                  "controller to choose (empty: fixed --lr_max).")
-flags.DEFINE_list("weight_decays", [], "Grid of L2 coefficients for the controller to choose "
-                  "(empty: fixed --l2).")
 flags.register_validator("learning_rates", lambda v: all(
     _is_positive_number(x) for x in v), "--learning_rates must be positive numbers")
 flags.register_validator("weight_decays", lambda v: all(
@@ -33,26 +31,18 @@ def _is_positive_number(x, allow_zero=False):
         return False
 
 
-def config_from_flags() -> SearchConfig:
-    choices = {}
-    if FLAGS.learning_rates:
-        choices["learning_rate"] = common_flags.float_list("learning_rates", FLAGS.learning_rates)
-    if FLAGS.weight_decays:
-        choices["weight_decay"] = common_flags.float_list("weight_decays", FLAGS.weight_decays)
-    return SearchConfig(**common_flags.search_config_fields(), choices=choices)
-
-
 def main(argv):
     logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:
-        config = config_from_flags().validate()
+        config = common_flags.search_config().validate()
     except (ValueError, flags.ValidationError) as e:
         raise app.UsageError(f"bad flag value: {e}") from None
     result = Search(config, FLAGS.output_dir, verbose=FLAGS.verbose).run()
-    summary = {k: result[k] for k in ("architecture", "hyperparameters", "val_accuracy",
-                                      "test_accuracy", "search_seconds", "train_seconds")}
+    summary = {k: result[k] for k in (
+        "architecture", "hyperparameters", "optimizer_hyperparameters", "val_accuracy",
+        "test_accuracy", "search_seconds", "train_seconds", "response")}
     print(json.dumps(summary, indent=2))
 
 

@@ -12,7 +12,7 @@ from absl import app, flags, logging
 
 from tf_enas import data, files, retrain
 from tf_enas.bin import common_flags
-from tf_enas.space import OPS, SearchSpace
+from tf_enas.space import SearchSpace
 from tf_enas.supernet import build_child_model
 
 FLAGS = flags.FLAGS
@@ -30,20 +30,6 @@ flags.register_multi_flags_validator(
     "give exactly one of --child and --from_result")
 
 
-def space_for(text: str) -> SearchSpace:
-    """The space a child string lives in: its layers, and one value per named choice."""
-    parts = [p.strip() for p in text.split(";") if p.strip()]
-    layers = parts.pop(0) if parts and "=" not in parts[0] else ""
-    choices = {}
-    for p in parts:
-        name, _, value = p.partition("=")
-        try:
-            choices[name.strip()] = (float(value),)
-        except ValueError:
-            raise app.UsageError(f"--child: {p!r} is not name=number") from None
-    return SearchSpace(len(layers.split("|")) if layers else 0, OPS, choices)
-
-
 def main(argv):
     logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
@@ -54,8 +40,8 @@ def main(argv):
             raise app.UsageError(f"--from_result: no such file {FLAGS.from_result!r}")
         with open(FLAGS.from_result) as f:
             text = json.load(f)["architecture"]
-    space = space_for(text)
     try:
+        space = SearchSpace.of_child(text)
         child = space.parse(text)
         config = common_flags.retrain_config()
     except ValueError as e:

@@ -1,0 +1,80 @@
+"""The losses a sampled child is judged by, as pure functions of the shared weights.
+
+For a child (a, h) — architecture a, optimizer hyperparameters h = (η, μ, λ):
+
+    L_train(w; a, h) = CE(supernet_a(w), train batch) + λ·Σ_k ‖W_k‖²   (W_k: kernels)
+    L_val(w; a)      = CE(supernet_a(w), validation batch)
+    w_K(a, h)        = K steps of the child's own heavy-ball optimizer on L_train from the
+                       shared weights w and the shared velocity v (so η and μ matter at K ≥ 1)
+
+Everything here is differentiable in w and h (nested tapes), which the response
+estimators rely on. The supernet's batch-norm statistics are read, never updated.
+"""
+from __future__ import annotations
+
+import collections
+
+import tensorflow as tf
+
+from tf_enas import hypergrad
+
+HEAVY_BALL = hypergrad.optimizers.get("momentum")
+
+Hyperparameters = collections.namedtuple("Hyperparameters",
+                                         ["learning_rate", "momentum", "weight_decay"])
+
+
+class ChildObjective:
+    """L_train, L_val and the K-step lookahead of one child on the shared supernet.
+
+    Args:
+      supernet: the Supernet holding the shared weights.
+      hyperparameters: fn(child, values) -> Hyperparameters of scalar tensors.
+      lr_scale: fn() -> the learning-rate schedule's multiplier at the current shared step.
+    """
+
+    def __init__(self, supernet, hyperparameters, lr_scale=lambda: 1.0):
+        self.supernet = supernet
+        self.hyperparameters = hyperparameters
+        self.lr_scale = lr_scale
+        self.decayed = [i for i, v in enumerate(supernet.trainable_variables)
+                        if v.path.split("/")[-1] in ("kernel", "depthwise_kernel",
+                                                      "pointwise_kernel")]
+        if not self.decayed:
+            raise ValueError("the supernet has no kernels to apply weight decay to")
+
+    def weights(self) -> list:
+        """The shared weights as tensors (the point w every function here is taken at)."""
+        return [tf.convert_to_tensor(v.value) for v in self.supernet.trainable_variables]
+
+    def logits(self, params, child, x):
+        stats = [v.value for v in self.supernet.non_trainable_variables]
+        out, _ = self.supernet.stateless_call(params, stats, x, child=child, training=True,
+                                              update_stats=False)
+        return out
+
+    def val_loss(self, params, child, x, y):
+        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+            y, self.logits(params, child, x)))
+
+    def penalty(self, params):
+        """Σ_k ‖W_k‖² over the decayed kernels."""
+        return tf.add_n([tf.reduce_sum(tf.square(params[i])) for i in self.decayed])
+
+    def train_loss(self, params, child, values, x, y):
+        hp = self.hyperparameters(child, values)
+        return self.val_loss(params, child, x, y) + hp.weight_decay * self.penalty(params)
+
+    def lookahead(self, params, velocity, child, values, x, y, steps, truncate=0):
+        """w_K: `steps` heavy-ball steps of the child's own (η·lr_scale, μ, λ) from
+        (params, velocity); the first `truncate` steps are not differentiated through."""
+        hp = self.hyperparameters(child, values)
+        hyper = {"learning_rate": hp.learning_rate * self.lr_scale(), "momentum": hp.momentum}
+        for t in range(steps):
+            _, grads = hypergrad.gradient(
+                lambda p: self.train_loss(p, child, values, x, y), params)
+            params, velocity = HEAVY_BALL.update(params, grads, velocity, t, hyper)
+            if t < truncate:
+                params = [tf.stop_gradient(p) for p in params]
+                velocity = [tf.stop_gradient(v) for v in velocity]
+        return params

@@ -1,0 +1,118 @@
+"""The implicit (IFT) estimator: the response through w* = argmin_w E_π L_train(a, h, w).
+
+    −∂_φ E_π[uᵀ∇_w L_train(a, h, w)],   (H + δI) u = E_π ∇_w L_val(a, w),   H = ∇²_w E_π L_train
+
+score function through the categorical a, pathwise through continuous h that L_train
+reads (weight decay). It approximates K → ∞ for the hyperparameters of the training
+loss; learning rate and momentum do not move w*, so they get exactly zero. It is biased:
+the damping δ, and E[(H_a + δI)⁻¹] ≠ (E H + δI)⁻¹ with per-batch Hessians. The estimate is
+cross-fitted (u from one half of the batch couples the other half). A solve that meets
+negative curvature or does not converge is not applied (its step is counted as skipped).
+"""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from tf_enas import hypergrad
+from tf_enas.controller import ResponseTerms
+from tf_enas.response.score_function import ScoreFunction, leave_one_out_mean
+
+_ZERO = tf.UnconnectedGradients.ZERO
+
+
+def ift_coupling(train_loss, params, u, hparams):
+    """(c, ∂c/∂h) for c(h) = uᵀ∇_w L_train(w, h), one child; train_loss(params, h) -> scalar."""
+    params = [tf.convert_to_tensor(p) for p in params]
+    h = tf.convert_to_tensor(hparams)
+    with tf.GradientTape() as outer:
+        outer.watch(h)
+        with tf.GradientTape() as inner:
+            inner.watch(params)
+            loss = train_loss(params, h)
+        grads = inner.gradient(loss, params, unconnected_gradients=_ZERO)
+        c = tf.add_n([tf.reduce_sum(tf.stop_gradient(ui) * g) for ui, g in zip(u, grads)])
+    return c, outer.gradient(c, h, unconnected_gradients=_ZERO)
+
+
+def ift_cross_fit(solve, couple, batch_size):
+    """Cross-fitted couplings for B ≥ 4 children split in halves A, B.
+
+    solve(idx) -> (u, SolverInfo) for the children idx (a NumPy int array);
+    couple(u, idx) -> (c [n], ∂c/∂h [n, C]). Children of B are coupled with u_A and those
+    of A with u_B. Returns (c [B], ∂c/∂h [B, C], baseline [B], [info_A, info_B]), baseline_i
+    the leave-one-out mean of c within i's half.
+    """
+    if batch_size < 4:
+        raise ValueError(f"the IFT response needs a controller batch of at least 4 "
+                         f"children (two halves of >= 2), got {batch_size}")
+    half = batch_size // 2
+    idx_a, idx_b = np.arange(half), np.arange(half, batch_size)
+    u_a, info_a = solve(idx_a)
+    u_b, info_b = solve(idx_b)
+    c_a, dc_a = couple(u_b, idx_a)
+    c_b, dc_b = couple(u_a, idx_b)
+    c = tf.concat([c_a, c_b], 0)
+    baseline = tf.concat([leave_one_out_mean(c_a), leave_one_out_mean(c_b)], 0)
+    return c, tf.concat([dc_a, dc_b], 0), baseline, [info_a, info_b]
+
+
+class Implicit(ScoreFunction):
+    """Args: solve(matvec, b) -> (u, SolverInfo), e.g. hypergrad.make_solver("cg", ...);
+    lookahead_steps/truncate: as ScoreFunction (the rewards' K)."""
+
+    name = "ift"
+    adds_term = True
+
+    def __init__(self, solve, lookahead_steps: int = 0, truncate: int = 0):
+        super().__init__(lookahead_steps, truncate)
+        self.solve = solve
+        # one traced graph for both halves: the second-order graph is the costly trace
+        self._solve_half = tf.function(self._solve_half_eager, autograph=False)
+        self._couple_half = tf.function(self._couple_half_eager, autograph=False)
+
+    def _solve_half_eager(self, objective, children, values, x_val, y_val, x_tr, y_tr):
+        params = objective.weights()
+        like = [tf.TensorSpec(p.shape, p.dtype) for p in params]
+        grads = tf.map_fn(lambda a: hypergrad.gradient(
+            lambda p: objective.val_loss(p, a, x_val, y_val), params)[1], children,
+            fn_output_signature=like)
+
+        def matvec(v):
+            hv = tf.map_fn(lambda a: hypergrad.hvp(
+                lambda p: objective.train_loss(p, a[0], a[1], x_tr, y_tr), params, v),
+                (children, values), fn_output_signature=like)
+            return [tf.reduce_mean(t, 0) for t in hv]
+        return self.solve(matvec, [tf.reduce_mean(g, 0) for g in grads])
+
+    def _couple_half_eager(self, objective, children, values, u, x_tr, y_tr):
+        params = objective.weights()
+        return tf.map_fn(lambda a: ift_coupling(
+            lambda p, h: objective.train_loss(p, a[0], h, x_tr, y_tr), params, u, a[1]),
+            (children, values), fn_output_signature=(
+                tf.TensorSpec([], tf.float32), tf.TensorSpec(values.shape[1:], tf.float32)))
+
+    def evaluate(self, objective, state, children, values, val_batch, train_batch):
+        losses, accs, _, _ = super().evaluate(objective, state, children, values, val_batch,
+                                              train_batch)
+        batch = children.shape[0]
+
+        def half(idx):
+            return tf.gather(children, idx), tf.gather(values, idx)
+
+        c, dc, baseline, infos = ift_cross_fit(
+            lambda idx: self._solve_half(objective, *half(idx), *val_batch, *train_batch),
+            lambda u, idx: self._couple_half(objective, *half(idx), u, *train_batch), batch)
+        solved = tf.reduce_all([i.converged & ~i.negative_curvature for i in infos])
+        finite = tf.reduce_all(tf.math.is_finite(c)) & tf.reduce_all(tf.math.is_finite(dc))
+        apply = solved & finite
+        terms = ResponseTerms(tf.where(apply, -(c - baseline), 0.0),
+                              tf.where(apply, -dc, 0.0), score_continuous=True)
+        logs = {"response/cg_iterations": tf.reduce_mean([tf.cast(i.iterations, tf.float32)
+                                                          for i in infos]),
+                "response/cg_residual": tf.reduce_mean([i.residual_norm for i in infos]),
+                "response/cg_negative_curvature": tf.reduce_mean(
+                    [tf.cast(i.negative_curvature, tf.float32) for i in infos]),
+                "response/skipped": 1.0 - tf.cast(apply, tf.float32),
+                "response/dcoupling_dvalues_mean": tf.reduce_mean(dc, 0)}
+        return losses, accs, terms, logs
