@@ -96,8 +96,10 @@ class EpochCheckpoint(keras.callbacks.Callback):
     checkpoints fall back to the previous one (`restore_readable`). `stamp` identifies
     what is being trained (e.g. the child and the retrain config): checkpoints written
     under another stamp are deleted, never resumed. The model must be compiled and
-    built before `fit`; the data order must not depend on how many fits ran before (true
-    for arrays with a fixed seed: keras' per-epoch shuffle is reproduced).
+    built before `fit`, after `keras.utils.set_random_seed` as in the first run. The data
+    order must be the same in a resumed fit: true for arrays in Keras 3.15, whose seeded
+    shuffle draws the same permutation in every epoch (tests/test_checkpoints.py checks
+    the resumed weights bit for bit, so a Keras that changes this fails there).
 
     After `fit`, `resumed_from` is the epoch it resumed after (0 for a fresh start).
     """
