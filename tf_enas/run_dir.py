@@ -171,7 +171,7 @@ class RunDirectory:
 
     def close(self) -> None:
         """Releases the lock (clearing the pid in the lock file)."""
-        if self._fd is None:
+        if getattr(self, "_fd", None) is None:
             return
         try:
             os.ftruncate(self._fd, 0)
