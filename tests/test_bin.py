@@ -29,7 +29,9 @@ BAD = [
     ("weight_decays", "-1"), ("retrain_epochs", "0"), ("retrain_batch_size", "0"),
     ("retrain_optimizer", "rmsprop"), ("retrain_learning_rate", "-1"),
     ("retrain_weight_decay", "-1"), ("retrain_width", "0"), ("retrain_dropout", "1.5"),
-    ("lr_restart_epochs", "0"), ("verbose", "7"),
+    ("lr_restart_epochs", "0"), ("verbose", "7"), ("response", "bogus"), ("cg_damping", "-1"),
+    ("lookahead_steps", "-1"), ("continuous", "dropout"), ("reward", "best"), ("solver", "lu"),
+    ("cg_tol", "-1"), ("response_every", "0"), ("truncate", "-1"), ("cg_iterations", "0"),
 ]
 
 
@@ -43,10 +45,15 @@ def test_bad_search_flag_is_named(flag, value):
         flags.FLAGS.unparse_flags()
 
 
-def test_inconsistent_values_are_named(tmp_path):
-    flags.FLAGS(["tf-enas-search", "--lr_min=0.5", "--lr_max=0.1", f"--output_dir={tmp_path}"])
+@pytest.mark.parametrize("args, match", [
+    (["--lr_min=0.5", "--lr_max=0.1"], "lr_min"),
+    (["--continuous=learning_rate", "--learning_rate_range=0.1"], "--learning_rate_range"),
+    (["--response=ift", "--continuous=weight_decay"], "reward=loss"),
+])
+def test_inconsistent_values_are_named(tmp_path, args, match):
+    flags.FLAGS(["tf-enas-search", *args, f"--output_dir={tmp_path}"])
     try:
-        with pytest.raises(Exception, match="lr_min"):
+        with pytest.raises(Exception, match=match):
             search_bin.main(["tf-enas-search"])
     finally:
         flags.FLAGS.unparse_flags()
@@ -89,9 +96,6 @@ def test_train_rejects_bad_child(tmp_path):
     assert proc.returncode != 0 and "--child" in proc.stderr
 
 
-@pytest.mark.parametrize("flag, value", [
-    ("response", "bogus"), ("cg_damping", "-1"), ("learning_rate_range", "0.1"),
-    ("lookahead_steps", "-1"), ("continuous", "dropout")])
-def test_bad_joint_search_flag_is_named(flag, value, tmp_path):
-    proc = run("tf_enas.bin.joint_search", f"--{flag}={value}", f"--output_dir={tmp_path}")
-    assert proc.returncode != 0 and f"--{flag}" in proc.stderr, proc.stderr[-2000:]
+def test_joint_search_alias_is_the_search_binary(tmp_path):
+    proc = run("tf_enas.bin.joint_search", "--response=bogus", f"--output_dir={tmp_path}")
+    assert proc.returncode != 0 and "--response" in proc.stderr, proc.stderr[-2000:]

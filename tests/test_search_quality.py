@@ -35,6 +35,6 @@ def test_every_method_of_the_issue_is_in_the_table():
                      "joint, response=none", "joint + unrolled", "joint + ift"]
     configs = [sq.search_config("mnist1d", 0, 5.0, True, **kw)
                for _, kw in sq.weight_sharing_methods().values()]
-    assert [getattr(c, "response", None) for c in configs] == [
-        None, None, "none", "unrolled", "ift"]
+    assert [c.response for c in configs] == ["none", "none", "none", "unrolled", "ift"]
+    assert [c.reward for c in configs] == ["accuracy", "accuracy", "loss", "loss", "loss"]
     assert all(c.retrain.optimizer == "sgd" for c in configs[2:])

@@ -5,10 +5,24 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_enas import response
+from tf_enas import hypergrad, response
+from tf_enas.controller import PolicyWalk, ResponseTerms
 
 F64 = tf.float64
 NUM_ESTIMATES = 2000
+
+
+def reinforce_surrogate(log_prob, losses):
+    """∇_φ S = (1/B) Σ_i (L_i − b_i) ∇_φ log π_φ(λ_i), b the leave-one-out mean."""
+    losses = tf.stop_gradient(losses)
+    return tf.reduce_mean((losses - response.leave_one_out_mean(losses)) * log_prob)
+
+
+def terms_surrogate(score_weights, dloss_dvalues, log_prob, values):
+    """The controller update's own response surrogate (ResponseTerms.surrogate)."""
+    zero = tf.zeros_like(log_prob)
+    walk = PolicyWalk(None, values, log_prob[:, None], zero, None, None, zero, None, None)
+    return ResponseTerms(score_weights, dloss_dvalues, True).surrogate(walk)
 
 
 def _z_scores(estimates, exact):
@@ -79,7 +93,8 @@ def _ift_estimates(toy, batch, with_response):
             rhs = tape.gradient(lv, w)
             train = lambda p: tf.reduce_mean(tf.map_fn(lambda k: toy.train_loss(k, p[0]), ai,
                                                        fn_output_signature=F64))
-            return response.ift_solve(train, [w], [rhs], iterations=toy.p, tol=1e-12)
+            return hypergrad.inverse_hvp(lambda p, h: train(p), [w], [], [rhs],
+                                         iterations=toy.p, tol=1e-12)
 
         def couple(u, idx):
             return tf.map_fn(
@@ -91,10 +106,10 @@ def _ift_estimates(toy, batch, with_response):
         with tf.GradientTape() as tape:
             tape.watch(phi)
             log_prob = tf.gather(tf.nn.log_softmax(phi), a)
-            s = response.reinforce_surrogate(log_prob, losses)
-            if with_response:
+            s = reinforce_surrogate(log_prob, losses)
+            if with_response:  # the implicit estimator's terms: −(c − b), −∂c/∂h
                 c, dc, b, _ = response.ift_cross_fit(solve, couple, batch)
-                s += response.ift_surrogate(c, dc, log_prob, tf.zeros([batch, 0], F64), b)
+                s += terms_surrogate(-(c - b), -dc, log_prob, tf.zeros([batch, 0], F64))
         return tape.gradient(s, phi)
 
     seeds = tf.random.stateless_uniform([NUM_ESTIMATES, 2], [1, 2], maxval=2**30,
@@ -106,7 +121,8 @@ def test_ift_solve_matches_dense_solution():
     toy = LinearToy()
     w = toy.w_star(toy.phi)
     rhs = tf.constant([1.0, -2.0, 0.5], F64)
-    u, info = response.ift_solve(lambda p: toy.train_loss(1, p[0]), [w], [rhs], 3, tol=1e-12)
+    u, info = hypergrad.inverse_hvp(lambda p, h: toy.train_loss(1, p[0]), [w], [], [rhs],
+                                    iterations=3, tol=1e-12)
     n = toy.x_tr.shape[0]
     q = toy.x_tr.numpy().T @ toy.x_tr.numpy() / n + toy.rho * np.eye(3)
     np.testing.assert_allclose(u[0].numpy(), np.linalg.solve(q, rhs.numpy()), rtol=1e-8)
@@ -121,6 +137,15 @@ def test_reinforce_plus_ift_is_unbiased_and_reinforce_alone_is_not():
     z_ift, z_alone = _z_scores(with_ift, exact), _z_scores(alone, exact)
     assert np.all(np.abs(z_ift) < 3), (z_ift, with_ift.mean(0), exact)
     assert np.max(np.abs(z_alone)) > 3, (z_alone, alone.mean(0), exact)
+
+
+def unrolled(train_loss, val_loss, params, h, steps, learning_rate, momentum):
+    """(∂L_val(w_K)/∂h, L_val(w_K)) by hypergrad's reverse-mode heavy-ball unroll."""
+    grads, final = hypergrad.unrolled_hypergradient(
+        lambda p, hp, t: train_loss(p, hp[0], t), lambda p, hp: val_loss(p, hp[0]),
+        params, [h], steps, optimizer="momentum", learning_rate=learning_rate,
+        momentum=momentum)
+    return grads[0], val_loss(final, h)
 
 
 # --- toy 2: quadratic, discrete target + continuous learning rate (unrolled) ----------------
@@ -183,17 +208,16 @@ def _unrolled_estimates(batch):
 
         def child(args):
             ai, lri = args
-            return response.unrolled_hypergradient(
-                _toy2_train(ai), _toy2_val, [w0], lri[None], K_STEPS,
-                learning_rate=lambda hp: hp[0][0], momentum=MOMENTUM)
+            return unrolled(_toy2_train(ai), _toy2_val, [w0], lri[None], K_STEPS,
+                            learning_rate=lambda hp: hp[0][0], momentum=MOMENTUM)
 
         dldh, losses = tf.map_fn(child, (a, lr), fn_output_signature=(
             tf.TensorSpec([1], F64), F64))
         with tf.GradientTape() as tape:
             tape.watch(phi)
             log_prob, lr_path = _toy2_policy(phi, a, eps)
-            s = (response.reinforce_surrogate(log_prob, losses)
-                 + response.unrolled_surrogate(dldh, lr_path[:, None]))
+            s = (reinforce_surrogate(log_prob, losses)
+                 + terms_surrogate(tf.zeros_like(losses), dldh, log_prob * 0, lr_path[:, None]))
         return tape.gradient(s, phi)
 
     seeds = tf.random.stateless_uniform([NUM_ESTIMATES, 2], [3, 4], maxval=2**30,
@@ -221,14 +245,14 @@ def test_learning_rate_gets_zero_ift_response_and_nonzero_unrolled():
     c, dc = response.ift_coupling(lambda p, hp: train(p, hp), w, u, h)
     assert dc[0].numpy() == 0.0 and dc[1].numpy() == 0.0
     np.testing.assert_allclose(dc[2].numpy(), 2 * np.dot(u[0], w[0]), rtol=1e-12)
-    dldh, _ = response.unrolled_hypergradient(
+    dldh, _ = unrolled(
         lambda p, hp, t: train(p, hp, t), _toy2_val, w, h, 2,
         learning_rate=lambda hp: hp[0][0], momentum=lambda hp: hp[0][1])
     assert abs(dldh[0].numpy()) > 1e-3 and abs(dldh[1].numpy()) > 1e-4
     # and against central finite differences in the learning rate
     def val_after(lr):
         hh = tf.tensor_scatter_nd_update(h, [[0]], [lr])
-        _, v = response.unrolled_hypergradient(
+        _, v = unrolled(
             lambda p, hp, t: train(p, hp, t), _toy2_val, w, hh, 2,
             learning_rate=lambda hp: hp[0][0], momentum=lambda hp: hp[0][1])
         return v.numpy()

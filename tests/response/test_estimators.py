@@ -1,0 +1,115 @@
+"""The estimators on the real supernet, through their `evaluate` (the code the search runs):
+the unrolled K = 1 derivatives against a closed form (momentum included: the lookahead
+starts from the shared velocity), and the cross-fitted IFT terms against a dense
+(H + δI)⁻¹ solve built from HVP columns of Python-summed per-child losses."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_enas import data, hypergrad
+from tf_enas.response import leave_one_out_mean
+from tf_enas.search import Search
+from tests.test_search_joint import joint_config
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return data.load("mnist1d", seed=0, val_fraction=0.1, num_samples=600)
+
+
+def _batches(splits):
+    val = (tf.constant(splits.x_val[:32]), tf.constant(splits.y_val[:32]))
+    train = (tf.constant(splits.x_train[:32]), tf.constant(splits.y_train[:32]))
+    return val, train
+
+
+def _grad(fn, params):
+    return hypergrad.gradient(fn, params)[1]
+
+
+def _dot(a, b):
+    return sum(float(tf.reduce_sum(x * y)) for x, y in zip(a, b))
+
+
+def test_unrolled_k1_matches_closed_form_with_shared_velocity(tmp_path, splits):
+    """w₁ = w − η·s·(μv + g₀): ∂L_val/∂η = −s·∇L_val(w₁)·(μv + g₀), ∂L_val/∂μ = −η·s·∇L_val(w₁)·v,
+    ∂L_val/∂λ = −η·s·∇L_val(w₁)·2w (g₀ = ∇CE + 2λw on the decayed kernels)."""
+    search = Search(joint_config(response="unrolled"), str(tmp_path), splits=splits, verbose=0)
+    rng = np.random.default_rng(0)
+    for v in search.velocity:  # a shared velocity as a search would have left it
+        v.assign(0.1 * rng.normal(size=v.shape).astype(np.float32))
+    val, train = _batches(splits)
+    children, values = search.controller.sample(2)
+    obj = search.objective
+    params = obj.weights()
+    velocity = [tf.convert_to_tensor(v) for v in search.velocity]
+    _, _, terms, _ = search.response.evaluate(obj, (params, velocity), children, values, val,
+                                              train)
+    scale = float(search.lr_scale())
+    for i in range(2):
+        child, (lr, mom, wd) = children[i], values[i].numpy()
+        g0 = _grad(lambda p: obj.train_loss(p, child, values[i], *train), params)
+        step = [mom * v + g for v, g in zip(velocity, g0)]
+        w1 = [p - lr * scale * s for p, s in zip(params, step)]
+        gv = _grad(lambda p: obj.val_loss(p, child, *val), w1)
+        two_w = [2 * p if k in obj.decayed else tf.zeros_like(p) for k, p in enumerate(params)]
+        want = [-scale * _dot(gv, step), -lr * scale * _dot(gv, velocity),
+                -lr * scale * _dot(gv, two_w)]
+        np.testing.assert_allclose(terms.dloss_dvalues[i].numpy(), want, rtol=2e-3, atol=1e-7)
+    assert not terms.score_continuous and np.all(terms.score_weights.numpy() == 0)
+
+
+def test_ift_terms_match_a_dense_solve(tmp_path, splits):
+    """Halves {0,1} and {2,3}; u_A = (H_A + δI)⁻¹ mean_{j∈A} ∇L_val(a_j) couples the other
+    half: c_i = u·∇L_train(a_i, h_i), ∂c_i/∂λ = u·2w, and ∂c_i/∂(η, μ) = 0 exactly. The
+    estimator's terms are −(c − b) (b: leave-one-out within the half) and −∂c/∂h."""
+    search = Search(joint_config(response="ift", cg_iterations=400, cg_tol=1e-6),
+                    str(tmp_path), splits=splits, verbose=0)
+    val, train = _batches(splits)
+    children, values = search.controller.sample(4)
+    obj = search.objective
+    params = obj.weights()
+    sizes = [int(np.prod(p.shape)) for p in params]
+    flat = lambda ts: np.concatenate([np.ravel(t) for t in ts]).astype(np.float64)
+    n = sum(sizes)
+    train_i = lambda p, i: obj.train_loss(p, children[i], values[i], *train)
+    val_i = lambda p, i: obj.val_loss(p, children[i], *val)
+    halves, dense = ((0, 1), (2, 3)), []
+    for idx in halves:
+        mean_train = lambda p: tf.add_n([train_i(p, i) for i in idx]) / len(idx)
+        hvp = tf.function(lambda v: hypergrad.hvp(mean_train, params, [
+            tf.reshape(t, p.shape) for t, p in zip(tf.split(v, sizes), params)]))
+        h = np.stack([flat(hvp(tf.one_hot(j, n))) for j in range(n)], 1)
+        np.testing.assert_allclose(h, h.T, atol=1e-3 * np.abs(h).max())
+        rhs = flat(_grad(lambda p: tf.add_n([val_i(p, i) for i in idx]) / len(idx), params))
+        dense.append(((h + h.T) / 2, rhs))
+    damping = 1.0 + max(0.0, -min(np.linalg.eigvalsh(h).min() for h, _ in dense))
+    search.response.solve = hypergrad.make_solver("cg", 400, 1e-6, float(damping))
+    _, _, terms, logs = search.response.evaluate(
+        obj, (params, [tf.convert_to_tensor(v) for v in search.velocity]), children, values,
+        val, train)
+    assert float(logs["response/skipped"]) == 0.0
+    c, dc = np.zeros(4), np.zeros((4, 3))
+    two_w = flat([2 * p if k in obj.decayed else tf.zeros_like(p)
+                  for k, p in enumerate(params)])
+    for (h, rhs), other in zip(dense, halves[::-1]):
+        u = np.linalg.solve(h + damping * np.eye(n), rhs)
+        for i in other:
+            c[i] = u @ flat(_grad(lambda p: train_i(p, i), params))
+            dc[i, 2] = u @ two_w
+    b = np.concatenate([leave_one_out_mean(c[:2]).numpy(), leave_one_out_mean(c[2:]).numpy()])
+    np.testing.assert_allclose(terms.score_weights.numpy(), -(c - b), rtol=5e-3, atol=1e-6)
+    np.testing.assert_allclose(terms.dloss_dvalues.numpy(), -dc, rtol=5e-3, atol=1e-7)
+    assert np.all(terms.dloss_dvalues.numpy()[:, :2] == 0.0)  # learning rate, momentum
+
+
+def test_unconverged_ift_solve_is_not_applied(tmp_path, splits):
+    search = Search(joint_config(response="ift", cg_iterations=1, cg_tol=1e-9),
+                    str(tmp_path), splits=splits, verbose=0)
+    val, train = _batches(splits)
+    children, values = search.controller.sample(4)
+    state = (search.objective.weights(), [tf.convert_to_tensor(v) for v in search.velocity])
+    _, _, terms, logs = search.response.evaluate(search.objective, state, children, values,
+                                                 val, train)
+    assert float(logs["response/skipped"]) == 1.0
+    assert np.all(terms.score_weights.numpy() == 0) and np.all(terms.dloss_dvalues.numpy() == 0)

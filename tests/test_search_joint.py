@@ -1,0 +1,97 @@
+"""The joint search is configuration of Search: config errors name the setting, a run's
+result.json holds the chosen optimizer hyperparameters that the retrain used, a child with
+a huge learning rate gets the worst reward, and a new estimator plugs into the loop."""
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_enas import data, hypergrad, response
+from tf_enas.controller import ControllerConfig
+from tf_enas.retrain import RetrainConfig
+from tf_enas.search import Search, SearchConfig
+
+CONTINUOUS = ("learning_rate", "momentum", "weight_decay")
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return data.load("mnist1d", seed=0, val_fraction=0.1, num_samples=600)
+
+
+def joint_config(**kw):
+    base = dict(num_samples=600, num_layers=2, ops=("conv3", "maxpool3"), width=4,
+                batch_size=64, controller=ControllerConfig(lstm_size=8), controller_steps=2,
+                controller_batch=4, val_batch_size=32, epochs=1, derive_samples=4,
+                retrain=RetrainConfig(epochs=1, optimizer="sgd"), continuous=CONTINUOUS,
+                reward="loss", lookahead_steps=1, lookahead_batch_size=32)
+    return SearchConfig(**(base | kw))
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(response="unrolled", lookahead_steps=0), "lookahead_steps >= 1"),
+    (dict(response="ift", controller_batch=3), "controller_batch >= 4"),
+    (dict(response="bogus"), "response must be one of"),
+    (dict(response="ift", reward="accuracy"), "needs reward=loss"),
+    (dict(solver="lu"), "solver must be one of"),
+    (dict(truncate=2), "truncate <= lookahead_steps"),
+    (dict(retrain=RetrainConfig(optimizer="adamw")), "retrain_optimizer=sgd"),
+    (dict(continuous=("dropout",)), "continuous must be"),
+    (dict(ranges={"learning_rate": (0.1, 0.01)}), "low < high"),
+])
+def test_config_errors_name_the_setting(kw, match):
+    with pytest.raises(ValueError, match=match):
+        joint_config(**kw).validate()
+
+
+def test_huge_learning_rate_child_gets_the_worst_reward(tmp_path, splits):
+    search = Search(joint_config(), str(tmp_path), splits=splits, verbose=0)
+    children, _ = search.controller.sample(2)
+    values = tf.constant([[0.05, 0.9, 1e-4], [1e30, 0.9, 1e-4]])
+    state = (search.objective.weights(), [tf.convert_to_tensor(v) for v in search.velocity])
+    batch = (tf.constant(splits.x_val[:32]), tf.constant(splits.y_val[:32]))
+    losses, _, terms, _ = search.score_only.evaluate(search.objective, state, children,
+                                                     values, batch, batch)
+    assert terms is None
+    assert np.isfinite(losses[0].numpy()) and not np.isfinite(losses[1].numpy())
+    rewards = search.rewards(losses, tf.zeros(2)).numpy()
+    assert rewards[1] == -search.config.reward_loss_cap and rewards[1] < rewards[0]
+
+
+def test_run_writes_chosen_optimizer_hyperparameters(tmp_path, splits):
+    search = Search(joint_config(response="unrolled"), str(tmp_path), splits=splits,
+                    verbose=0)
+    result = search.run()
+    with open(os.path.join(tmp_path, "result.json")) as f:
+        saved = json.load(f)
+    chosen = saved["optimizer_hyperparameters"]
+    assert chosen == search.controller.medians(search.space.parse(saved["architecture"]))
+    assert saved["hyperparameters"]["learning_rate"] == pytest.approx(chosen["learning_rate"])
+    assert saved["hyperparameters"]["momentum"] == pytest.approx(chosen["momentum"])
+    assert saved["hyperparameters"]["weight_decay"] == pytest.approx(
+        2 * chosen["weight_decay"] / (1 - chosen["momentum"]))
+    assert saved["response"]["response"] == "unrolled"
+    assert saved["response"]["computed"] == 1.0
+    assert saved["response"]["response_grad_norm"] > 0
+    assert "dloss_dvalues_mean/momentum" in saved["response"]
+    assert result["test_accuracy"] == saved["test_accuracy"]
+
+
+def test_a_new_estimator_plugs_into_the_loop(tmp_path, splits):
+    """Neumann-series IFT in a few lines: a solver, no change to Search."""
+    class NeumannIFT(response.Implicit):
+        def __init__(self):
+            super().__init__(hypergrad.make_solver("neumann", 30, tol=1e-3, damping=1.0,
+                                                   alpha=0.5), lookahead_steps=1)
+
+    search = Search(joint_config(response="ift"), str(tmp_path), splits=splits, verbose=0)
+    search.response = NeumannIFT()
+    logs = search.controller_step(tf.constant(splits.x_val[:32]),
+                                  tf.constant(splits.y_val[:32]))
+    assert logs["response/computed"] == 1.0
+    assert 1 <= float(logs["response/cg_iterations"]) <= 30
+    assert float(logs["controller/reward"]) < 0  # −L_val
+    assert int(search.controller.num_updates.numpy()) == 1
