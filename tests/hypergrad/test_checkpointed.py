@@ -116,3 +116,13 @@ def test_bad_arguments_raise():
         unrolled_hypergradient(*args, checkpoint_every=2)
     with pytest.raises(ValueError, match="loop='auto' or 'while'"):
         unrolled_hypergradient(*args, memory="checkpointed", loop="python")
+
+
+def test_runs_under_xla_jit_compile():
+    a, b, w0, c, d = quadratic()
+    train_loss, val_loss = quadratic_losses(a, b, c, d)
+    fn = tf.function(lambda p, h: unrolled_hypergradient(
+        train_loss, val_loss, p, h, 8, learning_rate=lambda h: tf.exp(h[1]), truncate=5,
+        memory="checkpointed"), jit_compile=True)
+    grads, _ = fn([tf.constant(w0)], hparams0())
+    assert rel_err(flat(grads), closed_form(a, b, w0, c, d, 8, truncate=5)[:2]) <= 1e-10

@@ -52,11 +52,13 @@ def reverse(train_loss, val_loss, optimizer, params, state, hparams, hyper_of, s
 
     def forward_body(j, w, s, arrays):
         arrays = [a.write(j, x) for a, x in zip(arrays, w + s)]
-        w, s = inner_loop.run(train_loss, optimizer, w, s, frozen, frozen_hyper, *bounds(j))
+        w, s = inner_loop.run(train_loss, optimizer, w, s, frozen, frozen_hyper, *bounds(j),
+                              max_steps=every)
         return j + 1, w, s, arrays
 
     _, final, _, arrays = tf.while_loop(
-        lambda j, w, s, a: j < segments, forward_body, (tf.constant(0), params, state, arrays))
+        lambda j, w, s, a: j < segments, forward_body, (tf.constant(0), params, state, arrays),
+        maximum_iterations=segments)
     saved = [a.stack() for a in arrays]
 
     with tf.GradientTape() as tape:
@@ -73,7 +75,7 @@ def reverse(train_loss, val_loss, optimizer, params, state, hparams, hyper_of, s
         with tf.GradientTape() as tape:
             tape.watch(w + s + hparams)
             w_end, s_end = inner_loop.run(train_loss, optimizer, w, s, hparams,
-                                          hyper_of(hparams), *bounds(j))
+                                          hyper_of(hparams), *bounds(j), max_steps=every)
         pulled = tape.gradient(w_end + s_end, w + s + hparams, output_gradients=adjoint,
                                unconnected_gradients=_ZERO)
         pulled = _lists.zeros_for_none(pulled, w + s + hparams)
@@ -82,5 +84,6 @@ def reverse(train_loss, val_loss, optimizer, params, state, hparams, hyper_of, s
     # parallel_iterations=1: a segment's recomputation does not depend on the adjoint, so
     # the default (10) would recompute up to 10 segments at once and hold them all.
     _, _, hbar = tf.while_loop(lambda j, a, h: j >= 0, backward_body,
-                               (segments - 1, adjoint, grads[n_w:]), parallel_iterations=1)
+                               (segments - 1, adjoint, grads[n_w:]), parallel_iterations=1,
+                               maximum_iterations=segments)
     return hbar, [tf.stop_gradient(w) for w in final]

@@ -33,10 +33,16 @@ def train_step(train_loss, optimizer, params, state, hparams, hyper, step):
     return optimizer.update(params, grads, state, step, hyper)
 
 
-def run(train_loss, optimizer, params, state, hparams, hyper, start, stop):
-    """(w_stop, s_stop) from (w_start, s_start) by stop - start train_steps, as a tf.while_loop."""
+def run(train_loss, optimizer, params, state, hparams, hyper, start, stop, max_steps=None):
+    """(w_stop, s_stop) from (w_start, s_start) by stop - start train_steps, as a tf.while_loop.
+
+    max_steps: a bound on stop - start for the loop's maximum_iterations (default
+    stop - start), for callers whose bound is a compile-time constant and stop is not.
+    """
     start = tf.convert_to_tensor(start, tf.int32)
     stop = tf.convert_to_tensor(stop, tf.int32)
+    if max_steps is None:
+        max_steps = tf.maximum(stop - start, 0)
 
     def body(t, w, s):
         w, s = train_step(train_loss, optimizer, w, s, hparams, hyper, t)
@@ -45,7 +51,7 @@ def run(train_loss, optimizer, params, state, hparams, hyper, start, stop):
     # maximum_iterations lets XLA (jit_compile) size the gradient's accumulators when
     # start and stop are compile-time constants.
     _, params, state = tf.while_loop(lambda t, w, s: t < stop, body, (start, params, state),
-                                     maximum_iterations=tf.maximum(stop - start, 0))
+                                     maximum_iterations=max_steps)
     return params, state
 
 
