@@ -221,3 +221,126 @@ def test_validate_splits_checks_hand_built_splits():
     with pytest.raises(ValueError, match=r"y_train of splits 'arrays' has too few examples of "
                        r"1 class\(es\) \(class 3: 0\); training every class needs at least 1"):
         data.validate_splits(dataclasses.replace(s, num_classes=4))
+
+
+# --- your own data: .npz, .csv, tf.data -------------------------------------------------
+def _own(n=90, shape=(16,), k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % k
+    return rng.normal(size=(n, *shape)) + y.reshape(-1, *[1] * len(shape)), y
+
+
+@pytest.mark.parametrize("shape,input_shape", [((16,), (16, 1)), ((6, 6, 2), (6, 6, 2))],
+                         ids=["1d", "2d"])
+def test_npz_with_and_without_a_test_set(tmp_path, shape, input_shape):
+    x, y = _own(shape=shape)
+    path = tmp_path / "mine.npz"
+    np.savez(path, x_train=x[:60], y_train=y[:60], x_test=x[60:], y_test=y[60:])
+    s = data.load("npz", seed=0, val_fraction=0.2, path=str(path))
+    assert s.input_shape == input_shape and s.num_classes == 3 and s.name == "npz"
+    assert len(s.x_train) + len(s.x_val) == 60 and len(s.x_test) == 30
+    np.testing.assert_allclose(s.x_test.reshape(30, -1), x[60:].reshape(30, -1), rtol=1e-6)
+    np.savez(path, x_train=x, y_train=y)  # no test set: a fixed stratified 20%
+    s, other = (data.load("npz", seed=seed, path=str(path)) for seed in (0, 1))
+    assert len(s.x_test) == 18 and np.array_equal(np.bincount(s.y_test), [6, 6, 6])
+    np.testing.assert_array_equal(s.x_test, other.x_test)  # --seed moves val, not test
+    assert len(s.x_train) + len(s.x_val) == 72
+
+
+def test_csv_with_header_label_column_and_without_header(tmp_path):
+    x, y = _own(n=60, shape=(5,))
+    path = tmp_path / "mine.csv"
+    rows = ["f0,f1,label,f2,f3,f4"] + [",".join(map(str, [*r[:2], c, *r[2:]]))
+                                        for r, c in zip(x, y)]
+    path.write_text("\n".join(rows) + "\n")
+    s = data.load("csv", val_fraction=0.2, path=str(path))
+    assert s.input_shape == (5, 1) and s.num_classes == 3 and len(s.x_test) == 12
+    full = np.concatenate([s.x_train, s.x_val, s.x_test])[..., 0]
+    np.testing.assert_allclose(full[np.argsort(full[:, 0])], x[np.argsort(x[:, 0])],
+                               rtol=1e-6)  # every row, features without the label
+    path.write_text("\n".join(",".join(map(str, [*r, c])) for r, c in zip(x, y)))  # last col
+    assert data.load("csv", val_fraction=0.2, path=str(path)).input_shape == (5, 1)
+
+
+def _npz_file(tmp_path, name="bad.npz", **arrays):
+    path = tmp_path / name
+    np.savez(path, **arrays)
+    return str(path)
+
+
+def test_every_bad_file_is_named_in_a_clear_error(tmp_path):
+    x, y = _own()
+    cases = []  # (dataset, path, expected message)
+    p = _npz_file(tmp_path, x_train=x)
+    cases.append(("npz", p, rf"{p} \(dataset 'npz'\) has arrays \['x_train'\], missing "
+                  r"\['y_train'\]"))
+    p = _npz_file(tmp_path, "half.npz", x_train=x, y_train=y, x_test=x)
+    cases.append(("npz", p, r"missing \['y_test'\]"))
+    p = str(tmp_path / "text.npz")
+    open(p, "w").write("not a zip")
+    cases.append(("npz", p, rf"{p} \(dataset 'npz'\) is not a readable .npz file"))
+    p = str(tmp_path / "one.npy")
+    np.save(p, x)
+    cases.append(("npz", p, rf"{p} \(dataset 'npz'\) holds a single array"))
+    bad = x.copy()
+    bad[4, 2] = np.nan
+    p = _npz_file(tmp_path, "nan.npz", x_train=bad, y_train=y)
+    cases.append(("npz", p, rf"x_train of {p} \(dataset 'npz'\) has non-finite values"))
+    p = _npz_file(tmp_path, "labels.npz", x_train=x, y_train=y + 1, x_test=x, y_test=y)
+    cases.append(("npz", p, rf"y_train of {p} \(dataset 'npz'\) has too few examples of 1 "
+                  r"class\(es\) \(class 0: 0\)"))
+    p = _npz_file(tmp_path, "neg.npz", x_train=x, y_train=y - 1)
+    cases.append(("npz", p, rf"y_train of {p} \(dataset 'npz'\) has labels outside"))
+    p = _npz_file(tmp_path, "shape.npz", x_train=x.reshape(90, 2, 2, 2, 2), y_train=y)
+    cases.append(("npz", p, rf"x_train of {p} \(dataset 'npz'\) has shape \[90, 2, 2, 2, 2\]"))
+    p = _npz_file(tmp_path, "few.npz", x_train=x[:40], y_train=np.r_[y[:38], 3, 3])
+    cases.append(("npz", p, rf"y_train of {p} \(dataset 'npz'\) has too few examples"))
+    p = _npz_file(tmp_path, "count.npz", x_train=x, y_train=y[:50])
+    cases.append(("npz", p, rf"{p} \(dataset 'npz'\): x_train has 90 examples but y_train "
+                  "has 50 labels"))
+    p = str(tmp_path / "ragged.csv")
+    open(p, "w").write("a,b,label\n1,2,0\n1,2\n")
+    cases.append(("csv", p, rf"{p} \(dataset 'csv'\): line 3 has 2 columns, expected 3"))
+    p = str(tmp_path / "word.csv")
+    open(p, "w").write("a,b,label\n1,2,0\n1,x,1\n")
+    cases.append(("csv", p, rf"{p} \(dataset 'csv'\): line 3, column 'b' is 'x', not a "
+                  "number"))
+    p = str(tmp_path / "empty.csv")
+    open(p, "w").write("\n")
+    cases.append(("csv", p, rf"{p} \(dataset 'csv'\) is empty"))
+    p = str(tmp_path / "onecol.csv")
+    open(p, "w").write("1\n2\n")
+    cases.append(("csv", p, rf"{p} \(dataset 'csv'\) has 1 column"))
+    p = str(tmp_path / "half.csv")
+    open(p, "w").write("a,label\n" + "".join(f"{i},{i % 2 + 0.5}\n" for i in range(20)))
+    cases.append(("csv", p, rf"y_train of {p} \(dataset 'csv'\) has non-integer labels"))
+    cases.append(("csv", str(tmp_path), "is a directory"))
+    for name, path, message in cases:
+        with pytest.raises(ValueError, match=message):
+            data.load(name, path=path)
+    with pytest.raises(FileNotFoundError, match="missing.npz"):
+        data.load("npz", path=str(tmp_path / "missing.npz"))
+    with pytest.raises(ValueError, match=r"dataset 'csv' reads your own file: pass path=FILE"):
+        data.load("csv")
+
+
+def test_tf_data_dataset_batched_or_not_with_or_without_test():
+    import tensorflow as tf
+
+    x, y = _own(shape=(8, 8, 1))
+    train = tf.data.Dataset.from_tensor_slices((x[:60].astype("float32"), y[:60]))
+    test = tf.data.Dataset.from_tensor_slices((x[60:].astype("float32"), y[60:]))
+    s = data.from_dataset(train.batch(7), test, name="tfds", val_fraction=0.2)
+    assert s.input_shape == (8, 8, 1) and s.spatial_rank == 2 and len(s.x_test) == 30
+    assert len(s.x_train) + len(s.x_val) == 60 and s.name == "tfds"
+    np.testing.assert_allclose(s.x_test, x[60:], rtol=1e-6)
+    s = data.from_dataset(train.map(lambda a, b: {"x": a, "y": b}))  # dicts, no test set
+    assert len(s.x_test) == 12 and len(s.x_train) + len(s.x_val) == 48
+    with pytest.raises(ValueError, match=r"train of tf.data dataset 'dataset' yields"):
+        data.from_dataset(tf.data.Dataset.from_tensor_slices(x))
+    with pytest.raises(ValueError, match="expected a tf.data.Dataset"):
+        data.from_dataset(x)
+    bad = x.astype("float32")
+    bad[3, 0, 0, 0] = np.inf
+    with pytest.raises(ValueError, match="x_train of tf.data dataset 'd' has non-finite"):
+        data.from_dataset(tf.data.Dataset.from_tensor_slices((bad, y)), name="d")

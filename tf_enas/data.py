@@ -1,10 +1,12 @@
 """Datasets → train/val/test splits, and tf.data pipelines over them.
 
 Validation is always split off the training set (stratified, seeded); the test set is
-touched only by final evaluation. Inputs are float32 with a trailing channel axis:
-(N, length, 1) for 1-D data, (N, height, width, channels) for images. Every dataset, and
-your own arrays (`from_arrays`), is checked before any training: shapes, finite values,
-labels in 0..K-1, enough examples per class for the split; errors name the array and file.
+touched only by final evaluation. Your own data: `load("npz", path=FILE)`,
+`load("csv", path=FILE)`, `from_arrays(...)` or `from_dataset(tf.data.Dataset)`.
+Inputs are float32 with a trailing channel axis: (N, length, 1) for 1-D data,
+(N, height, width, channels) for images. Every dataset, and your own arrays, is checked
+before any training: shapes, finite values, labels in 0..K-1, enough examples per class
+for the split; errors name the array and the file.
 """
 from __future__ import annotations
 
@@ -87,11 +89,123 @@ def _cifar10(path=None):
     return _keras_dataset(keras.datasets.cifar10.load_data, path)
 
 
+TEST_FRACTION = 0.2  # of your own file's examples when it has no test set
+
+
+def _test_split(x, y, source: str, fraction: float = TEST_FRACTION):
+    """(x_train, y_train, x_test, y_test): a stratified `fraction` of (x, y) as the test
+    set, with a fixed seed so that the test set never moves with --seed."""
+    y = _as_y(y, "y_train", source)
+    if len(y) != len(x):
+        raise ValueError(f"{source}: x_train has {len(x)} examples but y_train has {len(y)} "
+                         "labels; expected one label per example")
+    if (y < 0).any():  # _stratified_split indexes classes: report bad labels first
+        _check_labels(y, int(y.max()) + 1, "y_train", source)
+    tr, te = _stratified_split(y, fraction, np.random.default_rng(0))
+    x = np.asarray(x)
+    return x[tr], y[tr], x[te], y[te]
+
+
+def _user_file(path: str | None, kind: str, suffixes: tuple) -> str:
+    if not path:
+        raise ValueError(f"dataset {kind!r} reads your own file: pass path=FILE "
+                         f"(--dataset_path=FILE{'|'.join(suffixes)})")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"dataset file {path!r} does not exist")
+    if os.path.isdir(path):
+        raise ValueError(f"dataset file {path!r} is a directory; expected a {kind} file")
+    return path
+
+
+def _npz(path: str | None):
+    """Your arrays in an .npz: x_train, y_train and optionally x_test, y_test (else a
+    stratified TEST_FRACTION of the training arrays is the test set)."""
+    path = _user_file(path, "npz", (".npz",))
+    source = f"{path} (dataset 'npz')"
+    try:
+        f = np.load(path, allow_pickle=False)
+    except Exception as e:  # not a zip / not numpy
+        raise ValueError(f"{source} is not a readable .npz file ({type(e).__name__}: {e}); "
+                         "expected numpy.savez(FILE, x_train=..., y_train=...)") from None
+    if not hasattr(f, "files"):
+        raise ValueError(f"{source} holds a single array, not named arrays; expected "
+                         "numpy.savez(FILE, x_train=..., y_train=...[, x_test=..., y_test=...])")
+    with f:
+        names = set(f.files)
+        missing = [k for k in ("x_train", "y_train") if k not in names]
+        if missing or len(names & {"x_test", "y_test"}) == 1:
+            missing += [k for k in ("x_test", "y_test") if k not in names and names & {
+                "x_test", "y_test"}]
+            raise ValueError(f"{source} has arrays {sorted(names)}, missing {missing}; "
+                             "expected x_train, y_train and optionally both x_test, y_test")
+        try:
+            arrays = {k: f[k] for k in names & {"x_train", "y_train", "x_test", "y_test"}}
+        except ValueError as e:  # object arrays need pickle
+            raise ValueError(f"{source}: {e}; expected numeric arrays") from None
+    if "x_test" in arrays:
+        return arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"]
+    return _test_split(_as_x(arrays["x_train"], "x_train", source), arrays["y_train"], source)
+
+
+def _csv(path: str | None):
+    """Your table in a .csv: one example per row, numeric feature columns (a 1-D sequence
+    of length = number of features) and a label column, "label" (any case) if the first
+    row is a header naming it, else the last column. A stratified TEST_FRACTION of the
+    rows is the test set. Images: use an .npz ([N, H, W, C])."""
+    import csv
+
+    path = _user_file(path, "csv", (".csv",))
+    source = f"{path} (dataset 'csv')"
+    with open(path, newline="") as f:
+        rows = [r for r in csv.reader(f) if any(c.strip() for c in r)]
+    if not rows:
+        raise ValueError(f"{source} is empty; expected rows of features and a label")
+
+    def numeric(cell):
+        try:
+            float(cell)
+            return True
+        except ValueError:
+            return False
+
+    header = None
+    if not all(numeric(c) for c in rows[0]):
+        header, rows = [c.strip() for c in rows[0]], rows[1:]
+    width = len(header) if header else len(rows[0]) if rows else 0
+    if width < 2:
+        raise ValueError(f"{source} has {width} column(s); expected at least one feature "
+                         "column and a label column")
+    label = width - 1
+    if header:
+        named = [i for i, c in enumerate(header) if c.lower() == "label"]
+        label = named[0] if named else label
+    first = 2 if header else 1
+    values = np.empty((len(rows), width), np.float64)
+    for n, r in enumerate(rows):
+        if len(r) != width:
+            raise ValueError(f"{source}: line {n + first} has {len(r)} columns, expected "
+                             f"{width}{' (as the header)' if header else ''}")
+        for j, c in enumerate(r):
+            try:
+                values[n, j] = float(c)
+            except ValueError:
+                col = f"column {header[j]!r}" if header else f"column {j + 1}"
+                raise ValueError(f"{source}: line {n + first}, {col} is {c!r}, not a "
+                                 "number; expected numeric features and integer labels") from None
+    if len(values) == 0:
+        raise ValueError(f"{source} has a header but no rows; expected rows of features and "
+                         "a label")
+    x = np.delete(values, label, axis=1)
+    return _test_split(_as_x(x, "x_train", source), values[:, label], source)
+
+
 _LOADERS = {
     "mnist1d": lambda path, num_samples: _mnist1d(num_samples),
     "digits": lambda path, num_samples: _digits(),
     "fashion_mnist": lambda path, num_samples: _fashion_mnist(path),
     "cifar10": lambda path, num_samples: _cifar10(path),
+    "npz": lambda path, num_samples: _npz(path),
+    "csv": lambda path, num_samples: _csv(path),
 }
 DATASETS = tuple(_LOADERS)
 
@@ -230,6 +344,61 @@ def from_arrays(x_train, y_train, x_test, y_test, name: str = "arrays", seed: in
     return Splits(name, x_tr[tr], y_tr[tr], x_tr[va], y_tr[va], x_te, y_te, num_classes)
 
 
+def _dataset_arrays(dataset, name: str, source: str):
+    """(x, y) numpy arrays of a tf.data.Dataset of (x, y) pairs, batched or not."""
+    if not isinstance(dataset, tf.data.Dataset):
+        raise ValueError(f"{name} of {source} is a {type(dataset).__name__}; expected a "
+                         "tf.data.Dataset of (x, y) pairs")
+    spec = dataset.element_spec
+    if isinstance(spec, dict):
+        keys = [k for k in ("x", "y") if k not in spec]
+        if keys:
+            raise ValueError(f"{name} of {source} yields dicts with keys {sorted(spec)}; "
+                             "expected (x, y) pairs or dicts with keys 'x' and 'y'")
+        dataset = dataset.map(lambda d: (d["x"], d["y"]))
+        spec = dataset.element_spec
+    if not (isinstance(spec, tuple) and len(spec) == 2
+            and all(isinstance(t, tf.TensorSpec) for t in spec)):
+        raise ValueError(f"{name} of {source} yields {spec}; expected (x, y) pairs of "
+                         "tensors (features, integer label)")
+    if spec[1].shape.rank is None or spec[1].shape.rank > 2:
+        raise ValueError(f"{name} of {source} has labels of shape {spec[1].shape}; expected "
+                         "a scalar class index per example (or a batch of them)")
+    if spec[1].shape.rank >= 1:  # batched: [B] (or [B, 1]) labels
+        dataset = dataset.unbatch()
+    xs, ys = [], []
+    for x, y in dataset.as_numpy_iterator():
+        xs.append(x)
+        ys.append(y)
+    if not xs:
+        raise ValueError(f"{name} of {source} is empty; expected at least one example")
+    try:
+        return np.stack(xs), np.asarray(ys)
+    except ValueError:
+        shapes = sorted({tuple(np.shape(x)) for x in xs})[:3]
+        raise ValueError(f"{name} of {source} has examples of different shapes ({shapes}); "
+                         "expected one input shape") from None
+
+
+def from_dataset(train, test=None, name: str = "dataset", seed: int = 0,
+                 val_fraction: float = 0.1, num_classes: int | None = None) -> Splits:
+    """A tf.data.Dataset → Splits, checked like from_arrays.
+
+    train, test: tf.data.Datasets of (x, y) pairs (or dicts with keys "x", "y"), batched
+    or not; x one example ([L], [L, C] or [H, W, C]), y its integer class index. Without
+    `test`, a stratified TEST_FRACTION of `train` (fixed seed) is the test set. The
+    datasets are read once into memory (the search indexes its arrays directly).
+    """
+    source = f"tf.data dataset {name!r}"
+    x_tr, y_tr = _dataset_arrays(train, "train", source)
+    if test is None:
+        x_tr, y_tr, x_te, y_te = _test_split(_as_x(x_tr, "x_train", source), y_tr, source)
+    else:
+        x_te, y_te = _dataset_arrays(test, "test", source)
+    return from_arrays(x_tr, y_tr, x_te, y_te, name=name, seed=seed,
+                       val_fraction=val_fraction, num_classes=num_classes, source=source)
+
+
 def validate_splits(splits: Splits) -> Splits:
     """Checks Splits built by hand (e.g. passed to a search) before any training: float32
     x of shape [N, L, C] or [N, H, W, C] with one input shape, finite; int y in
@@ -270,10 +439,14 @@ def load(name: str = "mnist1d", seed: int = 0, val_fraction: float = 0.1,
     dataset, or the file at `path`.
 
     Args:
-      name: one of DATASETS.
+      name: one of DATASETS: "mnist1d", "digits", "fashion_mnist", "cifar10", or your own
+        file: "npz" (arrays x_train, y_train, optionally x_test, y_test) or "csv" (numeric
+        feature columns and a label column; 1-D sequences). Without a test set in the
+        file, a stratified TEST_FRACTION of its examples (fixed seed) is the test set.
       seed: seeds the train/val split.
       val_fraction: in (0, 1).
-      path: for keras.datasets datasets, a local .npz instead of the download.
+      path: the file of "npz" and "csv"; for keras.datasets datasets, a local .npz
+        instead of the download.
       num_samples: for mnist1d, the number of generated samples (train + test; default 5000).
     """
     if name not in _LOADERS:

@@ -19,9 +19,16 @@ FLAGS = flags.FLAGS
 
 
 def define_data_flags():
-    flags.DEFINE_enum("dataset", "mnist1d", list(data.DATASETS), "Dataset to search/train on.")
+    flags.DEFINE_enum("dataset", "mnist1d", list(data.DATASETS), "Dataset to search/train "
+                      "on; npz and csv read your own file (--dataset_path).")
     flags.DEFINE_string("dataset_path", None,
-                        "Local .npz for fashion_mnist/cifar10 instead of the download.")
+                        "Your file for --dataset=npz (arrays x_train, y_train[, x_test, "
+                        "y_test]) or --dataset=csv (feature columns + a label column); for "
+                        "fashion_mnist/cifar10 a local .npz instead of the download.")
+    flags.register_multi_flags_validator(
+        ["dataset", "dataset_path"],
+        lambda f: f["dataset"] not in ("npz", "csv") or bool(f["dataset_path"]),
+        "--dataset=npz and --dataset=csv read your own file: pass --dataset_path=FILE")
     flags.DEFINE_integer("num_samples", None, "mnist1d: number of generated samples.",
                          lower_bound=100)
     flags.DEFINE_float("val_fraction", 0.1, "Fraction of the training set held out for "
@@ -89,6 +96,9 @@ def define_search_flags():
     flags.DEFINE_integer("verbose", 1, "0: quiet, 1: progress bar.", lower_bound=0,
                          upper_bound=2)
     flags.register_validator("lr_min", lambda v: v > 0, "--lr_min must be > 0")
+    flags.DEFINE_bool("overwrite", False, "Delete the previous run in --output_dir and start "
+                      "fresh (a rerun otherwise resumes it, and only with the same flags "
+                      "except larger --epochs / --time_budget_s).")
     flags.DEFINE_list("learning_rates", [], "Grid of shared-step learning rates for the "
                       "controller to choose (empty: fixed --lr_max).")
     flags.DEFINE_list("weight_decays", [], "Grid of L2 coefficients for the controller to "
