@@ -7,7 +7,11 @@ loop or as a tf.while_loop (``loop``), and every step's intermediates are kept (
 linear in K). ``loop="auto"`` picks a Python loop when the number of differentiated steps
 min(T, K) is a Python constant <= 32 (O(K) graph and trace, the cheaper run), a
 tf.while_loop otherwise, in particular whenever ``steps`` is a tensor, so that a
-``tf.function`` taking K as a tensor never retraces.
+``tf.function`` taking K as a tensor never retraces. In the tf.while_loop, while_v2 stores
+every intermediate that the backward loop needs in a TensorList, and grappler cannot fold
+what it cannot see: an op whose constant operand is computed inside the loop stays general
+there: the second derivative of ``w ** 2`` evaluates Pow(w, c - 1), c = 2 - 1 a stored loop
+intermediate, elementwise per weight tensor and step; write ``tf.square(w)``.
 
 memory="checkpointed": the steps run once without a tape, keeping (w, s) every L steps,
 and each segment is recomputed under a tape in the backward pass (``checkpointed.py``):
