@@ -1,5 +1,6 @@
 """Search loop: exact resume, clipping that clips, non-finite steps skipped."""
 import dataclasses
+import os
 
 import numpy as np
 import pytest
@@ -37,7 +38,7 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path, splits):
     straight.search()
     first = Search(tiny(epochs=1), str(tmp_path / "b"), splits=splits, verbose=0)
     first.search()
-    del first  # the "kill": only the checkpoint on disk survives
+    first.close()  # the "kill": only the checkpoint on disk survives (and the lock is freed)
     resumed = Search(tiny(), str(tmp_path / "b"), splits=splits, verbose=0)
     resumed.search()
     (va, ha), (vb, hb) = state(straight), state(resumed)
@@ -92,3 +93,42 @@ def test_random_search_samples_uniformly(tmp_path, splits):
         assert np.all(np.abs(freq - 1 / d.num_values) < 5 * se), d.name
     history = s.search()
     assert 0 <= history[-1]["controller/reward"] <= 1
+
+
+def test_rerun_with_other_settings_is_refused_naming_them(tmp_path, splits):
+    from tf_enas.run_dir import ConfigMismatch
+
+    Search(tiny(epochs=1), str(tmp_path), splits=splits, verbose=0).close()
+    with pytest.raises(ConfigMismatch, match=r"width: 8 \(in config.json\) → 16 \(now\)"):
+        Search(tiny(epochs=1, width=16), str(tmp_path), splits=splits, verbose=0)
+    fresh = Search(tiny(epochs=1, width=16), str(tmp_path), splits=splits, verbose=0,
+                   overwrite=True)
+    assert fresh.run_dir.status == "overwritten"
+    fresh.close()
+
+
+def test_second_concurrent_run_is_refused(tmp_path, splits):
+    from tf_enas.run_dir import RunDirectoryBusy
+
+    with Search(tiny(), str(tmp_path), splits=splits, verbose=0):
+        with pytest.raises(RunDirectoryBusy, match="two runs cannot share"):
+            Search(tiny(), str(tmp_path), splits=splits, verbose=0)
+
+
+def test_damaged_latest_checkpoint_falls_back_to_the_previous(tmp_path, splits, caplog):
+    two = Search(tiny(), str(tmp_path / "two"), splits=splits, verbose=0)
+    two.search()
+    prefix = two.manager.latest_checkpoint
+    two.close()
+    data_file = prefix + ".data-00000-of-00001"
+    with open(data_file, "r+b") as f:  # cut short, as a kill in the middle of a copy leaves it
+        f.truncate(os.path.getsize(data_file) // 2)
+    resumed = Search(tiny(), str(tmp_path / "two"), splits=splits, verbose=0)
+    with caplog.at_level("WARNING"):
+        resumed.search()  # restores epoch 1, warns, and redoes epoch 2
+    assert "is damaged" in caplog.text and "ckpt-2" in caplog.text
+    (va, ha), (vb, hb) = state(two), state(resumed)
+    assert ha == hb
+    for a, b in zip(va, vb):
+        np.testing.assert_array_equal(a, b)
+    resumed.close()

@@ -29,19 +29,28 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_enas import checkpoints
 from tf_enas import data as data_lib
 from tf_enas import files
 from tf_enas import hypergrad
+from tf_enas import plots
 from tf_enas import response as response_lib
 from tf_enas import retrain as retrain_lib
 from tf_enas.controller import Controller, ControllerConfig
 from tf_enas.joint_controller import DEFAULTS, JointController
 from tf_enas.objective import HEAVY_BALL, ChildObjective, Hyperparameters
+from tf_enas.run_dir import RunDirectory, read_json_if_current, write_json_stamped, write_stamped
 from tf_enas.space import OPS, SearchSpace
 from tf_enas.supernet import Supernet
+from tf_enas.cell_controller import make_controller as make_cell_controller
+from tf_enas.cell_space import SPACES as CELL_SPACES
+from tf_enas.supernet.micro import MicroSupernet
+from tf_enas.supernet.rnn_cell import RNNSupernet
 
 REWARDS = ("accuracy", "loss")
+GROWABLE = ("epochs", "time_budget_s")  # may grow on a rerun; the derived child is then redone
 SOLVERS = ("cg", "neumann", "exact")
+SPACES = ("macro", "micro", "rnn_cell")
 
 
 @dataclasses.dataclass
@@ -56,6 +65,9 @@ class SearchConfig:
     # search space: architecture, grid choices, continuous optimizer decisions
     num_layers: int = 6
     ops: tuple = OPS
+    space: str = "macro"      # "macro", "micro" (ENAS's conv cells) or "rnn_cell"
+    num_nodes: int = 5        # micro / rnn_cell: nodes per cell
+    num_cells: int = 1        # micro: normal cells per stage (3 stages, 2 reductions)
     choices: dict = dataclasses.field(default_factory=dict)
     continuous: tuple = ()
     ranges: dict = dataclasses.field(default_factory=dict)  # name -> (low, high)
@@ -95,7 +107,10 @@ class SearchConfig:
         default_factory=retrain_lib.RetrainConfig)
 
     def validate(self):
-        positive = ("num_layers", "width", "batch_size", "controller_steps", "controller_batch",
+        if self.space not in SPACES:
+            raise ValueError(f"space must be one of {SPACES}, got {self.space!r}")
+        positive = ("num_layers", "num_nodes", "num_cells", "width", "batch_size",
+                    "controller_steps", "controller_batch",
                     "val_batch_size", "epochs", "derive_samples", "lr_restart_epochs",
                     "response_every", "lookahead_batch_size", "cg_iterations")
         for k in positive:
@@ -172,23 +187,29 @@ class SearchConfig:
 class Search:
     """A resumable search over `config`, writing into `output_dir`.
 
-    Override points: `build_controller`, `sample_children`, `update_policy`,
-    `checkpoint_items` (extend with super()), `child_hyperparameters`.
+    The output dir belongs to one configuration and one process: it is locked while this
+    object lives (until `close()` or the end of `run()`); a rerun resumes only when its
+    config matches the stored config.json (or only grows GROWABLE fields), else raises
+    ConfigMismatch naming each differing field; `overwrite=True` starts fresh. Derived,
+    retrained and result files are stamped with the config and search epoch they came
+    from, and a stale one is never reused.
+
+    Override points: `build_space`, `build_supernet`, `build_controller`,
+    `sample_children`, `update_policy`, `checkpoint_items` (extend with super()),
+    `child_hyperparameters`.
     """
 
-    def __init__(self, config: SearchConfig, output_dir: str, splits=None, verbose: int = 1):
-        self.config = config.validate()
+    def __init__(self, config: SearchConfig, output_dir: str, splits=None, verbose: int = 1,
+                 overwrite: bool = False):
+        self.config = cfg = config.validate()
         self.output_dir = output_dir
         self.verbose = verbose
-        os.makedirs(output_dir, exist_ok=True)
-        cfg = config
-        self.splits = splits or data_lib.load(cfg.dataset, cfg.seed, cfg.val_fraction,
-                                              path=cfg.dataset_path,
-                                              num_samples=cfg.num_samples)
-        self.space = SearchSpace(cfg.num_layers, cfg.ops, cfg.choices)
+        self.splits = (data_lib.validate_splits(splits) if splits is not None else
+                       data_lib.load(cfg.dataset, cfg.seed, cfg.val_fraction,
+                                     path=cfg.dataset_path, num_samples=cfg.num_samples))
+        self.space = self.build_space()
         keras.utils.set_random_seed(cfg.seed)
-        self.supernet = Supernet(self.space, self.splits.input_shape,
-                                 self.splits.num_classes, width=cfg.width)
+        self.supernet = self.build_supernet()
         self.controller = self.build_controller()
         self.steps_per_epoch = len(self.splits.x_train) // cfg.batch_size
         if self.steps_per_epoch < 1:
@@ -220,14 +241,33 @@ class Search:
         self.skipped_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped")
         self.history_json = tf.Variable("[]", dtype=tf.string, trainable=False, name="history")
         self.checkpoint = tf.train.Checkpoint(**self.checkpoint_items())
+        self.run_dir = RunDirectory(output_dir, cfg.to_json(), GROWABLE, overwrite).open()
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(output_dir, "checkpoints"), max_to_keep=2)
         self.train_traces = 0
         self.writer = tf.summary.create_file_writer(os.path.join(output_dir, "tensorboard"))
 
     # --- override points ---------------------------------------------------------------
+    def build_space(self) -> SearchSpace:
+        if self.config.space != "macro":
+            return CELL_SPACES[self.config.space](self.config.num_nodes, self.config.choices)
+        return SearchSpace(self.config.num_layers, self.config.ops, self.config.choices)
+
+    def build_supernet(self):
+        if self.config.space == "micro":
+            return MicroSupernet(self.space, self.splits.input_shape, self.splits.num_classes,
+                                 width=self.config.width, num_cells=self.config.num_cells)
+        if self.config.space == "rnn_cell":
+            return RNNSupernet(self.space, self.splits.input_shape, self.splits.num_classes,
+                               width=self.config.width)
+        return Supernet(self.space, self.splits.input_shape, self.splits.num_classes,
+                        width=self.config.width)
+
     def build_controller(self) -> Controller:
         cfg = self.config
+        if cfg.space != "macro":
+            return make_cell_controller(self.space, cfg.decisions(), cfg.controller,
+                                        seed=cfg.seed)
         if cfg.continuous:
             return JointController(self.space, cfg.decisions(), cfg.controller, seed=cfg.seed)
         return Controller(self.space, cfg.controller, seed=cfg.seed)
@@ -357,6 +397,8 @@ class Search:
         for name, i in self._continuous.items():
             logs[f"controller/{name}"] = tf.reduce_mean(values[:, i])
         return logs | {"controller/best_reward": tf.reduce_max(rewards),
+                       "controller/val_accuracy": tf.reduce_mean(accs),
+                       "controller/best_val_accuracy": tf.reduce_max(accs),
                        "controller/val_loss": tf.reduce_mean(tf.where(
                            tf.math.is_finite(losses), losses, cfg.reward_loss_cap))}
 
@@ -398,11 +440,10 @@ class Search:
     def search(self) -> list:
         """Runs (or resumes) the search epochs; returns the history."""
         cfg = self.config
-        if self.manager.latest_checkpoint:
-            self.checkpoint.restore(self.manager.latest_checkpoint).assert_consumed()
-            if self.verbose:
-                print(f"resumed from {self.manager.latest_checkpoint} at epoch "
-                      f"{int(self.epoch.numpy())}")
+        restored = checkpoints.restore_readable(self.checkpoint, self.manager,
+                                                assert_consumed=True)
+        if restored and self.verbose:
+            print(f"resumed from {restored} at epoch {int(self.epoch.numpy())}")
         history = self.history
         progbar = keras.utils.Progbar(cfg.epochs, verbose=self.verbose,
                                       stateful_metrics=["reward", "entropy", "loss"])
@@ -426,7 +467,8 @@ class Search:
             logs = self._mean_logs(steps)
             logs["train/skipped_steps"] = int(self.skipped_steps.numpy())
             seconds = time.time() - start
-            history.append({"epoch": epoch + 1, "seconds": seconds, **logs})
+            history.append({"epoch": epoch + 1, "seconds": seconds, **logs,
+                            **plots.policy_snapshot(self.controller, [cfg.seed, epoch])})
             self._log(logs, epoch + 1)
             self.epoch.assign_add(1)
             self.elapsed.assign_add(seconds)
@@ -468,26 +510,46 @@ class Search:
             k.split("/", 1)[1]: float(np.mean([h[k] for h in history if k in h]))
             for k in keys}}
 
+    def close(self):
+        """Releases the output dir's lock."""
+        self.run_dir.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
     def run(self) -> dict:
-        """Search (resuming), derive, retrain the best child from scratch; writes
-        result.json and model.keras into output_dir and returns the result."""
-        history = self.search()
-        search_seconds = float(self.elapsed.numpy())
-        derived_path = os.path.join(self.output_dir, "derived.json")
-        if os.path.exists(derived_path):
-            with open(derived_path) as f:
-                derived = json.load(f)
-        else:
-            derived = self.derive()
-            files.write_json(derived_path, derived)
-        child = self.space.parse(derived["child"])
+        """Search (resuming), derive, retrain the best child from scratch (resuming its
+        last finished epoch); writes result.json and model.keras into output_dir, returns
+        the result and releases the output dir."""
+        try:
+            history = self.search()
+            stamp = self.run_dir.stamp(epoch=int(self.epoch.numpy()))
+            derived = read_json_if_current(self.run_dir.file("derived.json"), stamp)
+            if derived is None:
+                derived = self.derive()
+                write_json_stamped(self.run_dir.file("derived.json"), derived, stamp)
+            stamp |= {"child": derived["child"]}
+            result = read_json_if_current(self.run_dir.file("result.json"), stamp)
+            if result is None:
+                result = self._retrain(derived, history, stamp)
+            return result
+        finally:
+            self.close()
+
+    def _retrain(self, derived, history, stamp) -> dict:
         cfg = self.config
         keras.utils.set_random_seed(cfg.seed)
-        model = self.supernet.child_model(child, inherit_weights=False,
-                                          width=cfg.retrain.width, dropout=cfg.retrain.dropout)
+        model = self.supernet.child_model(self.space.parse(derived["child"]),
+                                          inherit_weights=False, width=cfg.retrain.width,
+                                          dropout=cfg.retrain.dropout)
+        resume = checkpoints.EpochCheckpoint(self.run_dir.file("retrain_checkpoints"), stamp)
         metrics = retrain_lib.train(model, self.splits, cfg.retrain, derived["hyperparameters"],
-                                    verbose=2 if self.verbose else 0)
-        files.save_model(model, os.path.join(self.output_dir, "model.keras"))
+                                    verbose=2 if self.verbose else 0, callbacks=[resume])
+        write_stamped(self.run_dir.file("model.keras"), lambda p: files.save_model(model, p),
+                      stamp)
         result = {
             "dataset": cfg.dataset, "seed": cfg.seed,
             "architecture": derived["child"],
@@ -498,8 +560,9 @@ class Search:
             "val_accuracy": metrics["val_accuracy"],
             "test_accuracy": metrics["test_accuracy"],
             "shared_weights_val_accuracy": derived["shared_weights_val_accuracy"],
-            "search_seconds": search_seconds,
+            "search_seconds": float(self.elapsed.numpy()),
             "train_seconds": metrics["train_seconds"],
+            "retrain_resumed_after_epoch": resume.resumed_from,
             "epochs": len(history),
             "skipped_steps": int(self.skipped_steps.numpy()),
             "params": int(model.count_params()),
@@ -507,7 +570,8 @@ class Search:
             "history": history,
             "config": cfg.to_json(),
         }
-        files.write_json(os.path.join(self.output_dir, "result.json"), result)
+        write_json_stamped(self.run_dir.file("result.json"), result, stamp)
+        resume.delete()
         return result
 
 

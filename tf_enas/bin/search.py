@@ -3,14 +3,22 @@ architecture + optimizer search with a response estimator.
 
     tf-enas-search --flagfile=flags/mnist1d_enas.cfg --output_dir=runs/enas
     tf-enas-search --flagfile=flags/mnist1d_joint_unrolled.cfg --output_dir=runs/unrolled
+    tf-enas-search --dataset=npz --dataset_path=mine.npz --output_dir=runs/mine
+
+Writes result.json, model.keras and the pictures of tf_enas.plots (controller.png,
+policy.png, architecture.png, continuous.png, children.png) into --output_dir.
 """
 from __future__ import annotations
 
 import json
+import sys
 
 from absl import app, flags, logging
 
+from tf_enas import data, plots
 from tf_enas.bin import common_flags
+from tf_enas.checkpoints import NoReadableCheckpoint
+from tf_enas.run_dir import ConfigMismatch, RunDirectoryBusy
 from tf_enas.search import Search
 
 FLAGS = flags.FLAGS
@@ -39,11 +47,21 @@ def main(argv):
         config = common_flags.search_config().validate()
     except (ValueError, flags.ValidationError) as e:
         raise app.UsageError(f"bad flag value: {e}") from None
-    result = Search(config, FLAGS.output_dir, verbose=FLAGS.verbose).run()
+    try:  # your own file's problems are usage errors naming the file, not tracebacks
+        splits = data.load(config.dataset, config.seed, config.val_fraction,
+                           path=config.dataset_path, num_samples=config.num_samples)
+    except (ValueError, OSError) as e:
+        raise app.UsageError(f"--dataset={config.dataset}: {e}") from None
+    try:
+        result = Search(config, FLAGS.output_dir, splits=splits, verbose=FLAGS.verbose,
+                        overwrite=FLAGS.overwrite).run()
+    except (ConfigMismatch, RunDirectoryBusy, NoReadableCheckpoint) as e:
+        sys.exit(f"error: {e}")
     summary = {k: result[k] for k in (
         "architecture", "hyperparameters", "optimizer_hyperparameters", "val_accuracy",
         "test_accuracy", "search_seconds", "train_seconds", "response")}
-    print(json.dumps(summary, indent=2))
+    pictures = plots.write_all(result, FLAGS.output_dir)
+    print(json.dumps(summary | {"pictures": pictures}, indent=2))
 
 
 def run():
