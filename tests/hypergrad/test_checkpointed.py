@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from tf_enas.hypergrad import unrolled_hypergradient
-from tests.hypergrad.test_unrolled import (closed_form, flat, hparams0, logistic_data,
+from tests.hypergrad.test_unrolled import (LAM, closed_form, flat, hparams0, logistic_data,
                                            logistic_losses, numpy_train, numpy_val,
                                            quadratic, quadratic_losses, rel_err)
 
@@ -126,3 +126,24 @@ def test_runs_under_xla_jit_compile():
         memory="checkpointed"), jit_compile=True)
     grads, _ = fn([tf.constant(w0)], hparams0())
     assert rel_err(flat(grads), closed_form(a, b, w0, c, d, 8, truncate=5)[:2]) <= 1e-10
+
+
+def test_direct_and_unused_hyperparameters_match_plain_reverse():
+    """val_loss that reads lambda directly (+ lam^2 / 2: direct gradient lam) and a third
+    hyperparameter that nothing reads (gradient exactly 0)."""
+    a, b, w0, c, d = quadratic()
+    train_loss, val_loss = quadratic_losses(a, b, c, d)
+
+    def val_with_direct(params, hparams):
+        return val_loss(params, hparams) + hparams[0] ** 2 / 2
+
+    def run(memory):
+        hparams = hparams0() + [tf.constant(3.0, tf.float64)]
+        return tf.function(lambda: unrolled_hypergradient(
+            train_loss, val_with_direct, [tf.constant(w0)], hparams, tf.constant(10),
+            learning_rate=lambda h: tf.exp(h[1]), memory=memory))()[0]
+    checkpointed, plain = flat(run("checkpointed")), flat(run("full"))
+    ref_lam, ref_eta, _ = closed_form(a, b, w0, c, d, 10)
+    np.testing.assert_allclose(checkpointed[:2], [ref_lam + LAM, ref_eta], rtol=1e-10)
+    assert rel_err(checkpointed, plain) <= 1e-12
+    assert checkpointed[2] == 0.0
