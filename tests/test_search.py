@@ -28,7 +28,7 @@ def tiny(**overrides) -> SearchConfig:
 def state(search: Search):
     """Every number a search carries between epochs."""
     vars_ = (search.supernet.variables + list(search.controller.variables)
-             + search.controller.optimizer.variables + search.velocity)
+             + search.controller.optimizer.variables + search.shared.velocity)
     history = [{k: v for k, v in h.items() if k != "seconds"} for h in search.history]
     return [v.numpy() for v in vars_], history
 
@@ -68,12 +68,12 @@ def test_non_finite_steps_are_skipped_and_counted(tmp_path, splits):
     s = Search(tiny(lr_max=1e38, lr_min=1e38, epochs=1), str(tmp_path), splits=splits,
                verbose=0)
     history = s.search()
-    assert int(s.skipped_steps.numpy()) > 0 and history[-1]["train/skipped_steps"] > 0
+    assert int(s.shared.skipped_steps.numpy()) > 0 and history[-1]["train/skipped_steps"] > 0
     for v in s.supernet.variables:
         assert np.all(np.isfinite(v.numpy())), v.path
     # a child whose logits are non-finite gets the worst reward, 0
     x = tf.constant(splits.x_val[:8])
-    rewards = s.evaluate_children(s.controller.sample(4)[0], x, tf.constant(splits.y_val[:8]))
+    rewards = s.shared.accuracies(s.controller.sample(4)[0], x, tf.constant(splits.y_val[:8]))
     assert np.all((rewards.numpy() >= 0) & (rewards.numpy() <= 1))
 
 

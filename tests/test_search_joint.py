@@ -51,13 +51,13 @@ def test_huge_learning_rate_child_gets_the_worst_reward(tmp_path, splits):
     search = Search(joint_config(), str(tmp_path), splits=splits, verbose=0)
     children, _ = search.controller.sample(2)
     values = tf.constant([[0.05, 0.9, 1e-4], [1e30, 0.9, 1e-4]])
-    state = (search.objective.weights(), [tf.convert_to_tensor(v) for v in search.velocity])
+    state = search.shared.state()
     batch = (tf.constant(splits.x_val[:32]), tf.constant(splits.y_val[:32]))
-    losses, _, terms, _ = search.score_only.evaluate(search.objective, state, children,
+    losses, _, terms, _ = search.phase.score_only.evaluate(search.shared.objective, state, children,
                                                      values, batch, batch)
     assert terms is None
     assert np.isfinite(losses[0].numpy()) and not np.isfinite(losses[1].numpy())
-    rewards = search.rewards(losses, tf.zeros(2)).numpy()
+    rewards = search.phase.rewards(losses, tf.zeros(2)).numpy()
     assert rewards[1] == -search.config.reward_loss_cap and rewards[1] < rewards[0]
 
 
@@ -88,7 +88,7 @@ def test_a_new_estimator_plugs_into_the_loop(tmp_path, splits):
                                                    alpha=0.5), lookahead_steps=1)
 
     search = Search(joint_config(response="ift"), str(tmp_path), splits=splits, verbose=0)
-    search.response = NeumannIFT()
+    search.phase.response = NeumannIFT()
     logs = search.controller_step(tf.constant(splits.x_val[:32]),
                                   tf.constant(splits.y_val[:32]))
     assert logs["response/computed"] == 1.0

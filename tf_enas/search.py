@@ -20,7 +20,6 @@ that changes during a search is one tf.train.Checkpoint written after every epoc
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
@@ -31,158 +30,22 @@ import tensorflow as tf
 
 from tf_enas import checkpoints
 from tf_enas import data as data_lib
-from tf_enas import files
-from tf_enas import hypergrad
+from tf_enas import epoch_logs
 from tf_enas import plots
-from tf_enas import response as response_lib
-from tf_enas import retrain as retrain_lib
-from tf_enas.controller import Controller, ControllerConfig
-from tf_enas.joint_controller import DEFAULTS, JointController
-from tf_enas.objective import HEAVY_BALL, ChildObjective, Hyperparameters
-from tf_enas.run_dir import RunDirectory, read_json_if_current, write_json_stamped, write_stamped
-from tf_enas.space import OPS, SearchSpace
+from tf_enas import results
+from tf_enas.controller import Controller
+from tf_enas.controller_phase import ControllerPhase
+from tf_enas.joint_controller import JointController
+from tf_enas.objective import Hyperparameters
+from tf_enas.run_dir import RunDirectory, read_json_if_current, write_json_stamped
+from tf_enas.search_config import GROWABLE, REWARDS, SOLVERS, SearchConfig  # noqa: F401
+from tf_enas.shared_weights import SharedWeights
+from tf_enas.space import SearchSpace
 from tf_enas.supernet import Supernet
 from tf_enas.cell_controller import make_controller as make_cell_controller
 from tf_enas.cell_space import SPACES as CELL_SPACES
 from tf_enas.supernet.micro import MicroSupernet
 from tf_enas.supernet.rnn_cell import RNNSupernet
-
-REWARDS = ("accuracy", "loss")
-GROWABLE = ("epochs", "time_budget_s")  # may grow on a rerun; the derived child is then redone
-SOLVERS = ("cg", "neumann", "exact")
-SPACES = ("macro", "micro", "rnn_cell")
-
-
-@dataclasses.dataclass
-class SearchConfig:
-    """Everything a search needs; the binaries fill it from flags."""
-
-    dataset: str = "mnist1d"
-    dataset_path: str | None = None
-    num_samples: int | None = None
-    val_fraction: float = 0.1
-    seed: int = 0
-    # search space: architecture, grid choices, continuous optimizer decisions
-    num_layers: int = 6
-    ops: tuple = OPS
-    space: str = "macro"      # "macro", "micro" (ENAS's conv cells) or "rnn_cell"
-    num_nodes: int = 5        # micro / rnn_cell: nodes per cell
-    num_cells: int = 1        # micro: normal cells per stage (3 stages, 2 reductions)
-    choices: dict = dataclasses.field(default_factory=dict)
-    continuous: tuple = ()
-    ranges: dict = dataclasses.field(default_factory=dict)  # name -> (low, high)
-    # supernet and its training (defaults of what is not searched)
-    width: int = 64
-    batch_size: int = 128
-    lr_max: float = 0.05
-    lr_min: float = 0.0005
-    lr_restart_epochs: int = 10
-    momentum: float = 0.9
-    l2: float = 2.5e-4
-    grad_clip_norm: float = 5.0
-    # controller and its objective
-    controller: ControllerConfig = dataclasses.field(default_factory=ControllerConfig)
-    controller_steps: int = 20
-    controller_batch: int = 8
-    val_batch_size: int = 256
-    reward: str = "accuracy"          # "accuracy" or "loss" (R = −min(L_val, cap))
-    reward_loss_cap: float = 5.0
-    lookahead_steps: int = 0
-    lookahead_batch_size: int = 64
-    truncate: int = 0
-    # response estimator
-    response: str = "none"
-    response_weight: float = 1.0
-    response_every: int = 1
-    solver: str = "cg"
-    cg_iterations: int = 5
-    cg_tol: float = 1e-2
-    cg_damping: float = 1e-2
-    neumann_alpha: float = 0.1
-    # schedule
-    epochs: int = 100
-    time_budget_s: float | None = None
-    derive_samples: int = 64
-    retrain: retrain_lib.RetrainConfig = dataclasses.field(
-        default_factory=retrain_lib.RetrainConfig)
-
-    def validate(self):
-        if self.space not in SPACES:
-            raise ValueError(f"space must be one of {SPACES}, got {self.space!r}")
-        positive = ("num_layers", "num_nodes", "num_cells", "width", "batch_size",
-                    "controller_steps", "controller_batch",
-                    "val_batch_size", "epochs", "derive_samples", "lr_restart_epochs",
-                    "response_every", "lookahead_batch_size", "cg_iterations")
-        for k in positive:
-            if getattr(self, k) < 1:
-                raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
-        if not 0 < self.lr_min <= self.lr_max:
-            raise ValueError(f"need 0 < lr_min <= lr_max, got lr_min={self.lr_min}, "
-                             f"lr_max={self.lr_max}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
-        if self.l2 < 0 or self.grad_clip_norm <= 0:
-            raise ValueError("l2 must be >= 0 and grad_clip_norm > 0")
-        if self.time_budget_s is not None and self.time_budget_s <= 0:
-            raise ValueError(f"time_budget_s must be > 0, got {self.time_budget_s}")
-        for k, allowed in (("reward", REWARDS), ("response", tuple(response_lib.ESTIMATORS)),
-                           ("solver", SOLVERS)):
-            if getattr(self, k) not in allowed:
-                raise ValueError(f"{k} must be one of {allowed}, got {getattr(self, k)!r}")
-        unknown = [k for k in self.continuous if k not in DEFAULTS]
-        if unknown or len(set(self.continuous)) != len(self.continuous):
-            raise ValueError(f"continuous must be distinct names from {tuple(DEFAULTS)}, got "
-                             f"{list(self.continuous)}")
-        bad = [k for k in self.ranges if k not in self.continuous]
-        if bad:
-            raise ValueError(f"ranges given for {bad}, which are not continuous decisions")
-        clash = set(self.continuous) & set(self.choices)
-        if clash:
-            raise ValueError(f"{sorted(clash)} cannot be both a grid choice and continuous")
-        if not 0 <= self.truncate <= self.lookahead_steps:
-            raise ValueError(f"need 0 <= truncate <= lookahead_steps, got {self.truncate}")
-        if self.cg_damping < 0 or self.reward_loss_cap <= 0 or self.response_weight < 0:
-            raise ValueError("need cg_damping >= 0, reward_loss_cap > 0, response_weight >= 0")
-        if self.response != "none" and self.reward != "loss":
-            raise ValueError(f"response={self.response} estimates the gradient of L_val: it "
-                             f"needs reward=loss, got reward={self.reward}")
-        if self.response == "unrolled" and (self.lookahead_steps < 1 or not self.continuous):
-            raise ValueError("response=unrolled needs lookahead_steps >= 1 and at least one "
-                             "continuous decision (the response is ∂L_val(w_K)/∂h)")
-        if self.response == "ift" and self.controller_batch < 4:
-            raise ValueError(f"response=ift needs controller_batch >= 4, got "
-                             f"{self.controller_batch}")
-        if "learning_rate" in self.continuous and self.retrain.optimizer != "sgd":
-            raise ValueError("the search picks an SGD learning rate: set the retrain "
-                             "optimizer to sgd (--retrain_optimizer=sgd)")
-        self.controller.validate()
-        self.retrain.validate()
-        self.decisions()
-        return self
-
-    def decisions(self) -> tuple:
-        """The ContinuousDecisions, defaults with `ranges` applied."""
-        out = []
-        for k in self.continuous:
-            d = DEFAULTS[k]
-            if k in self.ranges:
-                low, high = self.ranges[k]
-                d = dataclasses.replace(d, low=float(low), high=float(high))
-            out.append(d.validate())
-        return tuple(out)
-
-    def estimator(self):
-        """The configured response estimator."""
-        cls = response_lib.ESTIMATORS[self.response]
-        if self.response != "ift":
-            return cls(self.lookahead_steps, self.truncate)
-        solve = hypergrad.make_solver(self.solver, self.cg_iterations, self.cg_tol,
-                                      self.cg_damping, alpha=self.neumann_alpha)
-        return cls(solve, self.lookahead_steps, self.truncate)
-
-    def to_json(self) -> dict:
-        return dataclasses.asdict(self) | {"ops": list(self.ops)}
-
 
 class Search:
     """A resumable search over `config`, writing into `output_dir`.
@@ -215,36 +78,23 @@ class Search:
         if self.steps_per_epoch < 1:
             raise ValueError(f"batch_size {cfg.batch_size} is larger than the training set "
                              f"({len(self.splits.x_train)} examples)")
-        self.schedule = keras.optimizers.schedules.CosineDecayRestarts(
-            1.0, cfg.lr_restart_epochs * self.steps_per_epoch, t_mul=2.0,
-            alpha=cfg.lr_min / cfg.lr_max)
-        weights = self.supernet.trainable_variables
-        self.velocity = [tf.Variable(tf.zeros_like(v), trainable=False, name=f"velocity_{i}")
-                         for i, v in enumerate(weights)]
-        self.shared_steps = tf.Variable(0, dtype=tf.int64, trainable=False,
-                                        name="shared_steps")
-        self.objective = ChildObjective(self.supernet, self.child_hyperparameters,
-                                        self.lr_scale)
-        self.response = cfg.estimator()
-        self.score_only = (self.response if cfg.response == "none" else
-                           response_lib.ScoreFunction(cfg.lookahead_steps, cfg.truncate))
-        self._x_train, self._y_train = tf.constant(self.splits.x_train), tf.constant(
-            self.splits.y_train)
-        self._x_val, self._y_val = tf.constant(self.splits.x_val), tf.constant(
-            self.splits.y_val)
+        self.x_train, self.y_train = (tf.constant(self.splits.x_train),
+                                      tf.constant(self.splits.y_train))
+        self.x_val, self.y_val = tf.constant(self.splits.x_val), tf.constant(self.splits.y_val)
         self._grid = {k: tf.constant(np.asarray(v, np.float32)) for k, v in cfg.choices.items()
                       if k in Hyperparameters._fields}
         self._continuous = {d.name: i for i, d in enumerate(cfg.decisions())}
-        self.batch_rng = tf.random.Generator.from_seed(cfg.seed + 7919)
+        self.shared = SharedWeights(self.supernet, cfg, self.steps_per_epoch,
+                                    self.child_hyperparameters)
+        self.phase = ControllerPhase(cfg, self.controller, self.shared, self.x_train,
+                                     self.y_train, self.sample_children, self.update_policy)
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.elapsed = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="elapsed")
-        self.skipped_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped")
         self.history_json = tf.Variable("[]", dtype=tf.string, trainable=False, name="history")
         self.checkpoint = tf.train.Checkpoint(**self.checkpoint_items())
         self.run_dir = RunDirectory(output_dir, cfg.to_json(), GROWABLE, overwrite).open()
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(output_dir, "checkpoints"), max_to_keep=2)
-        self.train_traces = 0
         self.writer = tf.summary.create_file_writer(os.path.join(output_dir, "tensorboard"))
 
     # --- override points ---------------------------------------------------------------
@@ -283,10 +133,9 @@ class Search:
 
     def checkpoint_items(self) -> dict:
         """What the checkpoint holds (a subclass adds its own state with super())."""
-        return dict(supernet=self.supernet, velocity=self.velocity,
-                    controller=self.controller, epoch=self.epoch, elapsed=self.elapsed,
-                    skipped=self.skipped_steps, history=self.history_json,
-                    shared_steps=self.shared_steps, batch_rng=self.batch_rng)
+        return dict(shared=self.shared, controller=self.controller,
+                    batch_rng=self.phase.batch_rng, epoch=self.epoch, elapsed=self.elapsed,
+                    history=self.history_json)
 
     def child_hyperparameters(self, child, values) -> Hyperparameters:
         """(η, μ, λ) of one child: its continuous value, else its grid choice, else the
@@ -302,105 +151,16 @@ class Search:
             return tf.constant(getattr(defaults, name), tf.float32)
         return Hyperparameters(*(pick(k) for k in Hyperparameters._fields))
 
-    def lr_scale(self):
-        """The cosine-with-restarts multiplier s_t at the current shared step."""
-        return tf.cast(self.schedule(self.shared_steps), tf.float32)
-
     # --- the two phases ------------------------------------------------------------------
     @tf.function(autograph=False)
     def train_step(self, x, y):
-        """Samples a child and takes one heavy-ball step of its own optimizer on (x, y); a
-        step whose loss, gradient or new weights are non-finite is skipped (weights,
-        velocity and BN statistics untouched) and counted."""
-        self.train_traces += 1  # runs at trace time only
+        """Samples a child and takes one step of its own optimizer (SharedWeights)."""
         children, values = self.sample_children(1)
-        child, vals = children[0], values[0]
-        hp = self.child_hyperparameters(child, vals)
-        stats = self.supernet.non_trainable_variables
-        saved = [tf.identity(v.value) for v in stats]
-        weights = self.supernet.trainable_variables
-        with tf.GradientTape() as tape:
-            logits = self.supernet(x, child, training=True)
-            ce = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
-            params = [v.value for v in weights]
-            loss = ce + hp.weight_decay * self.objective.penalty(params)
-        grads = tape.gradient(loss, weights)
-        grads, norm = tf.clip_by_global_norm(grads, self.config.grad_clip_norm)
-        lr = hp.learning_rate * self.lr_scale()
-        new_w, new_v = HEAVY_BALL.update(params, grads, [tf.convert_to_tensor(v) for v in self.velocity],
-                                         self.shared_steps, {"learning_rate": lr,
-                                                             "momentum": hp.momentum})
-        finite = (tf.math.is_finite(loss) & tf.math.is_finite(norm)
-                  & tf.math.is_finite(tf.linalg.global_norm(new_w))
-                  & tf.math.is_finite(tf.linalg.global_norm(new_v)))
+        return self.shared.train_step(x, y, children[0], values[0])
 
-        def apply():
-            for var, t in zip(weights + self.velocity, new_w + new_v):
-                var.assign(t)
-            self.shared_steps.assign_add(1)
-            return tf.constant(0, tf.int64)
-
-        def skip():  # undo the BN statistics this step's forward pass moved
-            for v, t in zip(stats, saved):
-                v.assign(t)
-            return tf.constant(1, tf.int64)
-
-        skipped = tf.cond(finite, apply, skip)
-        self.skipped_steps.assign_add(skipped)
-        acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y),
-                                     tf.float32))
-        return {"train/loss": ce, "train/accuracy": acc, "train/grad_norm": norm,
-                "train/lr": lr, "train/step_skipped": tf.cast(skipped, tf.float32)}
-
-    @tf.function(autograph=False)
-    def evaluate_children(self, children, x, y):
-        """Accuracy of each child on (x, y) with batch statistics, no state change → [B];
-        a child with non-finite logits scores 0 (the worst reward)."""
-        def score(child):
-            logits = self.supernet(x, child, training=True, update_stats=False)
-            pred = tf.argmax(logits, -1, output_type=tf.int32)
-            acc = tf.reduce_mean(tf.cast(tf.equal(pred, y), tf.float32))
-            return tf.where(tf.reduce_all(tf.math.is_finite(logits)), acc, 0.0)
-
-        return tf.map_fn(score, children, fn_output_signature=tf.float32)
-
-    def rewards(self, losses, accuracies):
-        """R = accuracy (0 if non-finite) or −min(L_val, cap) (−cap if non-finite)."""
-        if self.config.reward == "accuracy":
-            return tf.where(tf.math.is_finite(losses), accuracies, 0.0)
-        cap = self.config.reward_loss_cap
-        return tf.where(tf.math.is_finite(losses), -tf.minimum(losses, cap), -cap)
-
-    def controller_step(self, x, y):
-        """One controller step on the validation batch (x, y): the response estimator on
-        every response_every-th step, the score function on the others."""
-        every = self.config.response_every
-        is_response = int(self.controller.num_updates.numpy()) % every == 0
-        estimator = self.response if is_response else self.score_only
-        return self._controller_step(x, y, estimator) | {
-            "response/computed": float(is_response and estimator is not self.score_only)}
-
-    @tf.function(autograph=False)
-    def _controller_step(self, x, y, estimator):
-        cfg = self.config
-        children, values = self.sample_children(cfg.controller_batch)
-        idx = self.batch_rng.uniform([cfg.lookahead_batch_size], 0, len(self.splits.x_train),
-                                     dtype=tf.int32)
-        train_batch = (tf.gather(self._x_train, idx), tf.gather(self._y_train, idx))
-        state = (self.objective.weights(), [tf.convert_to_tensor(v) for v in self.velocity])
-        losses, accs, terms, logs = estimator.evaluate(self.objective, state, children,
-                                                       values, (x, y), train_batch)
-        rewards = self.rewards(losses, accs)
-        # an added term computed on 1/every of the steps is scaled by every (unbiased)
-        weight = cfg.response_weight * (cfg.response_every if estimator.adds_term else 1)
-        logs = dict(logs) | self.update_policy(children, values, rewards, terms, weight)
-        for name, i in self._continuous.items():
-            logs[f"controller/{name}"] = tf.reduce_mean(values[:, i])
-        return logs | {"controller/best_reward": tf.reduce_max(rewards),
-                       "controller/val_accuracy": tf.reduce_mean(accs),
-                       "controller/best_val_accuracy": tf.reduce_max(accs),
-                       "controller/val_loss": tf.reduce_mean(tf.where(
-                           tf.math.is_finite(losses), losses, cfg.reward_loss_cap))}
+    def controller_step(self, x, y) -> dict:
+        """One controller step on the validation batch (x, y) (ControllerPhase)."""
+        return self.phase.step(x, y)
 
     # --- loop ------------------------------------------------------------------------------
     def _epoch_batches(self, epoch: int, n: int, size: int, count: int, salt: int):
@@ -419,24 +179,6 @@ class Search:
             for k, v in logs.items():
                 tf.summary.scalar(k, v)
 
-    def _scalar_logs(self, logs: dict) -> dict:
-        """Vector logs (one entry per continuous decision) become one scalar per name."""
-        names = list(self._continuous)
-        out = {}
-        for k, v in logs.items():
-            v = np.asarray(v)
-            if v.ndim:
-                out |= {f"{k}/{n}": float(x) for n, x in zip(names, v)}
-            else:
-                out[k] = float(v)
-        return out
-
-    @staticmethod
-    def _mean_logs(steps: list) -> dict:
-        """Per key, the mean over the steps that logged it."""
-        keys = dict.fromkeys(k for s in steps for k in s)
-        return {k: float(np.mean([s[k] for s in steps if k in s])) for k in keys}
-
     def search(self) -> list:
         """Runs (or resumes) the search epochs; returns the history."""
         cfg = self.config
@@ -449,6 +191,7 @@ class Search:
                                       stateful_metrics=["reward", "entropy", "loss"])
         progbar.update(int(self.epoch.numpy()))
         n_val = min(cfg.val_batch_size, len(self.splits.x_val))
+        names = list(self._continuous)
         while self.epoch.numpy() < cfg.epochs:
             epoch = int(self.epoch.numpy())
             last = history[-1]["seconds"] if history else 0.0
@@ -458,14 +201,14 @@ class Search:
             steps = []
             for b in self._epoch_batches(epoch, len(self.splits.x_train), cfg.batch_size,
                                          self.steps_per_epoch, 0):
-                steps.append(self._scalar_logs(self.train_step(
-                    tf.gather(self._x_train, b), tf.gather(self._y_train, b))))
+                steps.append(epoch_logs.scalars(self.train_step(
+                    tf.gather(self.x_train, b), tf.gather(self.y_train, b)), names))
             for b in self._epoch_batches(epoch, len(self.splits.x_val), n_val,
                                          cfg.controller_steps, 1):
-                steps.append(self._scalar_logs(self.controller_step(
-                    tf.gather(self._x_val, b), tf.gather(self._y_val, b))))
-            logs = self._mean_logs(steps)
-            logs["train/skipped_steps"] = int(self.skipped_steps.numpy())
+                steps.append(epoch_logs.scalars(self.controller_step(
+                    tf.gather(self.x_val, b), tf.gather(self.y_val, b)), names))
+            logs = epoch_logs.means(steps)
+            logs["train/skipped_steps"] = int(self.shared.skipped_steps.numpy())
             seconds = time.time() - start
             history.append({"epoch": epoch + 1, "seconds": seconds, **logs,
                             **plots.policy_snapshot(self.controller, [cfg.seed, epoch])})
@@ -479,36 +222,6 @@ class Search:
                 ("loss", "train", "loss"))])
         self.writer.flush()
         return history
-
-    def derive(self) -> dict:
-        """Samples derive_samples children, scores each on the whole validation set with
-        the shared weights and keeps the best. Its continuous hyperparameters are the
-        policy's medians given its architecture; the retrain's SGD gets the L2 coefficient
-        λ as Keras's decoupled weight_decay 2λ/(1 − μ) (same decay under momentum μ)."""
-        cfg = self.config
-        children, _ = self.sample_children(cfg.derive_samples)
-        scores = self.evaluate_children(children, self._x_val, self._y_val).numpy()
-        best = children[int(np.argmax(scores))].numpy()
-        searched = self.controller.medians(best) if self._continuous else {}
-        hyperparameters = self.space.hyperparameters(best) | searched
-        if "weight_decay" in searched:
-            momentum = searched.get("momentum", cfg.momentum)
-            hyperparameters["weight_decay"] = 2 * searched["weight_decay"] / (1 - momentum)
-        if searched and "momentum" not in searched:
-            hyperparameters["momentum"] = cfg.momentum
-        return {"child": self.space.to_string(best),
-                "architecture": self.space.architecture(best),
-                "searched_hyperparameters": searched,
-                "hyperparameters": hyperparameters,
-                "shared_weights_val_accuracy": float(np.max(scores)),
-                "derive_mean_val_accuracy": float(np.mean(scores))}
-
-    def response_summary(self, history) -> dict:
-        """Means over the epochs of the response logs (per response step where computed)."""
-        keys = dict.fromkeys(k for h in history for k in h if k.startswith("response/"))
-        return {"response": self.config.response, **{
-            k.split("/", 1)[1]: float(np.mean([h[k] for h in history if k in h]))
-            for k in keys}}
 
     def close(self):
         """Releases the output dir's lock."""
@@ -529,51 +242,15 @@ class Search:
             stamp = self.run_dir.stamp(epoch=int(self.epoch.numpy()))
             derived = read_json_if_current(self.run_dir.file("derived.json"), stamp)
             if derived is None:
-                derived = self.derive()
+                derived = results.derive(self)
                 write_json_stamped(self.run_dir.file("derived.json"), derived, stamp)
             stamp |= {"child": derived["child"]}
             result = read_json_if_current(self.run_dir.file("result.json"), stamp)
             if result is None:
-                result = self._retrain(derived, history, stamp)
+                result = results.retrain(self, derived, history, stamp)
             return result
         finally:
             self.close()
-
-    def _retrain(self, derived, history, stamp) -> dict:
-        cfg = self.config
-        keras.utils.set_random_seed(cfg.seed)
-        model = self.supernet.child_model(self.space.parse(derived["child"]),
-                                          inherit_weights=False, width=cfg.retrain.width,
-                                          dropout=cfg.retrain.dropout)
-        resume = checkpoints.EpochCheckpoint(self.run_dir.file("retrain_checkpoints"), stamp)
-        metrics = retrain_lib.train(model, self.splits, cfg.retrain, derived["hyperparameters"],
-                                    verbose=2 if self.verbose else 0, callbacks=[resume])
-        write_stamped(self.run_dir.file("model.keras"), lambda p: files.save_model(model, p),
-                      stamp)
-        result = {
-            "dataset": cfg.dataset, "seed": cfg.seed,
-            "architecture": derived["child"],
-            "layers": derived["architecture"],
-            "hyperparameters": derived["hyperparameters"] | {
-                "retrain": dataclasses.asdict(cfg.retrain)},
-            "optimizer_hyperparameters": derived["searched_hyperparameters"],
-            "val_accuracy": metrics["val_accuracy"],
-            "test_accuracy": metrics["test_accuracy"],
-            "shared_weights_val_accuracy": derived["shared_weights_val_accuracy"],
-            "search_seconds": float(self.elapsed.numpy()),
-            "train_seconds": metrics["train_seconds"],
-            "retrain_resumed_after_epoch": resume.resumed_from,
-            "epochs": len(history),
-            "skipped_steps": int(self.skipped_steps.numpy()),
-            "params": int(model.count_params()),
-            "response": self.response_summary(history),
-            "history": history,
-            "config": cfg.to_json(),
-        }
-        write_json_stamped(self.run_dir.file("result.json"), result, stamp)
-        resume.delete()
-        return result
-
 
 class RandomSearch(Search):
     """Weight-sharing random search: the same supernet and loop, but children are drawn

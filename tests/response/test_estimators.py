@@ -36,16 +36,16 @@ def test_unrolled_k1_matches_closed_form_with_shared_velocity(tmp_path, splits):
     ∂L_val/∂λ = −η·s·∇L_val(w₁)·2w (g₀ = ∇CE + 2λw on the decayed kernels)."""
     search = Search(joint_config(response="unrolled"), str(tmp_path), splits=splits, verbose=0)
     rng = np.random.default_rng(0)
-    for v in search.velocity:  # a shared velocity as a search would have left it
+    for v in search.shared.velocity:  # a shared velocity as a search would have left it
         v.assign(0.1 * rng.normal(size=v.shape).astype(np.float32))
     val, train = _batches(splits)
     children, values = search.controller.sample(2)
-    obj = search.objective
+    obj = search.shared.objective
     params = obj.weights()
-    velocity = [tf.convert_to_tensor(v) for v in search.velocity]
-    _, _, terms, _ = search.response.evaluate(obj, (params, velocity), children, values, val,
+    velocity = [tf.convert_to_tensor(v) for v in search.shared.velocity]
+    _, _, terms, _ = search.phase.response.evaluate(obj, (params, velocity), children, values, val,
                                               train)
-    scale = float(search.lr_scale())
+    scale = float(search.shared.lr_scale())
     for i in range(2):
         child, (lr, mom, wd) = children[i], values[i].numpy()
         g0 = _grad(lambda p: obj.train_loss(p, child, values[i], *train), params)
@@ -67,7 +67,7 @@ def test_ift_terms_match_a_dense_solve(tmp_path, splits):
                     str(tmp_path), splits=splits, verbose=0)
     val, train = _batches(splits)
     children, values = search.controller.sample(4)
-    obj = search.objective
+    obj = search.shared.objective
     params = obj.weights()
     sizes = [int(np.prod(p.shape)) for p in params]
     flat = lambda ts: np.concatenate([np.ravel(t) for t in ts]).astype(np.float64)
@@ -84,9 +84,9 @@ def test_ift_terms_match_a_dense_solve(tmp_path, splits):
         rhs = flat(_grad(lambda p: tf.add_n([val_i(p, i) for i in idx]) / len(idx), params))
         dense.append(((h + h.T) / 2, rhs))
     damping = 1.0 + max(0.0, -min(np.linalg.eigvalsh(h).min() for h, _ in dense))
-    search.response.solve = hypergrad.make_solver("cg", 400, 1e-6, float(damping))
-    _, _, terms, logs = search.response.evaluate(
-        obj, (params, [tf.convert_to_tensor(v) for v in search.velocity]), children, values,
+    search.phase.response.solve = hypergrad.make_solver("cg", 400, 1e-6, float(damping))
+    _, _, terms, logs = search.phase.response.evaluate(
+        obj, (params, [tf.convert_to_tensor(v) for v in search.shared.velocity]), children, values,
         val, train)
     assert float(logs["response/skipped"]) == 0.0
     c, dc = np.zeros(4), np.zeros((4, 3))
@@ -108,8 +108,8 @@ def test_unconverged_ift_solve_is_not_applied(tmp_path, splits):
                     str(tmp_path), splits=splits, verbose=0)
     val, train = _batches(splits)
     children, values = search.controller.sample(4)
-    state = (search.objective.weights(), [tf.convert_to_tensor(v) for v in search.velocity])
-    _, _, terms, logs = search.response.evaluate(search.objective, state, children, values,
+    state = search.shared.state()
+    _, _, terms, logs = search.phase.response.evaluate(search.shared.objective, state, children, values,
                                                  val, train)
     assert float(logs["response/skipped"]) == 1.0
     assert np.all(terms.score_weights.numpy() == 0) and np.all(terms.dloss_dvalues.numpy() == 0)

@@ -1,0 +1,80 @@
+"""After the search: derive the best child, retrain it from scratch, the result record."""
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+
+from tf_enas import checkpoints
+from tf_enas import files
+from tf_enas import retrain as retrain_lib
+from tf_enas.run_dir import write_json_stamped, write_stamped
+
+
+def derive(search) -> dict:
+    """Samples derive_samples children, scores each on the whole validation set with the
+    shared weights and keeps the best. Its continuous hyperparameters are the policy's
+    medians given its architecture; the retrain's SGD gets the L2 coefficient λ as Keras's
+    decoupled weight_decay 2λ/(1 − μ) (the same decay under momentum μ)."""
+    cfg = search.config
+    children, _ = search.sample_children(cfg.derive_samples)
+    scores = search.shared.accuracies(children, search.x_val, search.y_val).numpy()
+    best = children[int(np.argmax(scores))].numpy()
+    searched = search.controller.medians(best) if cfg.continuous else {}
+    hyperparameters = search.space.hyperparameters(best) | searched
+    if "weight_decay" in searched:
+        momentum = searched.get("momentum", cfg.momentum)
+        hyperparameters["weight_decay"] = 2 * searched["weight_decay"] / (1 - momentum)
+    if searched and "momentum" not in searched:
+        hyperparameters["momentum"] = cfg.momentum
+    return {"child": search.space.to_string(best),
+            "architecture": search.space.architecture(best),
+            "searched_hyperparameters": searched,
+            "hyperparameters": hyperparameters,
+            "shared_weights_val_accuracy": float(np.max(scores)),
+            "derive_mean_val_accuracy": float(np.mean(scores))}
+
+
+def response_summary(response: str, history: list) -> dict:
+    """Means over the epochs of the response logs (each over the epochs that logged it)."""
+    keys = dict.fromkeys(k for h in history for k in h if k.startswith("response/"))
+    return {"response": response, **{
+        k.split("/", 1)[1]: float(np.mean([h[k] for h in history if k in h])) for k in keys}}
+
+
+def retrain(search, derived: dict, history: list, stamp: dict) -> dict:
+    """Trains the derived child from scratch (resuming its last finished epoch), writes
+    model.keras and result.json stamped with `stamp`; returns the result."""
+    cfg, run_dir = search.config, search.run_dir
+    keras.utils.set_random_seed(cfg.seed)
+    model = search.supernet.child_model(search.space.parse(derived["child"]),
+                                        inherit_weights=False, width=cfg.retrain.width,
+                                        dropout=cfg.retrain.dropout)
+    resume = checkpoints.EpochCheckpoint(run_dir.file("retrain_checkpoints"), stamp)
+    metrics = retrain_lib.train(model, search.splits, cfg.retrain, derived["hyperparameters"],
+                                verbose=2 if search.verbose else 0, callbacks=[resume])
+    write_stamped(run_dir.file("model.keras"), lambda p: files.save_model(model, p), stamp)
+    result = {
+        "dataset": cfg.dataset, "seed": cfg.seed,
+        "architecture": derived["child"],
+        "layers": derived["architecture"],
+        "hyperparameters": derived["hyperparameters"] | {
+            "retrain": dataclasses.asdict(cfg.retrain)},
+        "optimizer_hyperparameters": derived["searched_hyperparameters"],
+        "val_accuracy": metrics["val_accuracy"],
+        "test_accuracy": metrics["test_accuracy"],
+        "shared_weights_val_accuracy": derived["shared_weights_val_accuracy"],
+        "search_seconds": float(search.elapsed.numpy()),
+        "train_seconds": metrics["train_seconds"],
+        "retrain_resumed_after_epoch": resume.resumed_from,
+        "epochs": len(history),
+        "skipped_steps": int(search.shared.skipped_steps.numpy()),
+        "params": int(model.count_params()),
+        "response": response_summary(cfg.response, history),
+        "history": history,
+        "config": cfg.to_json(),
+    }
+    write_json_stamped(run_dir.file("result.json"), result, stamp)
+    resume.delete()
+    return result

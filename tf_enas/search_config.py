@@ -1,0 +1,147 @@
+"""SearchConfig: everything one search needs (the binaries fill it from flags)."""
+from __future__ import annotations
+
+import dataclasses
+
+from tf_enas import hypergrad
+from tf_enas import response as response_lib
+from tf_enas import retrain as retrain_lib
+from tf_enas.controller import ControllerConfig
+from tf_enas.joint_controller import DEFAULTS
+from tf_enas.space import OPS
+
+REWARDS = ("accuracy", "loss")
+GROWABLE = ("epochs", "time_budget_s")  # may grow on a rerun; the derived child is then redone
+SOLVERS = ("cg", "neumann", "exact")
+SPACES = ("macro", "micro", "rnn_cell")
+
+
+@dataclasses.dataclass
+class SearchConfig:
+    """Everything a search needs; the binaries fill it from flags."""
+
+    dataset: str = "mnist1d"
+    dataset_path: str | None = None
+    num_samples: int | None = None
+    val_fraction: float = 0.1
+    seed: int = 0
+    # search space: architecture, grid choices, continuous optimizer decisions
+    num_layers: int = 6
+    ops: tuple = OPS
+    space: str = "macro"      # "macro", "micro" (ENAS's conv cells) or "rnn_cell"
+    num_nodes: int = 5        # micro / rnn_cell: nodes per cell
+    num_cells: int = 1        # micro: normal cells per stage (3 stages, 2 reductions)
+    choices: dict = dataclasses.field(default_factory=dict)
+    continuous: tuple = ()
+    ranges: dict = dataclasses.field(default_factory=dict)  # name -> (low, high)
+    # supernet and its training (defaults of what is not searched)
+    width: int = 64
+    batch_size: int = 128
+    lr_max: float = 0.05
+    lr_min: float = 0.0005
+    lr_restart_epochs: int = 10
+    momentum: float = 0.9
+    l2: float = 2.5e-4
+    grad_clip_norm: float = 5.0
+    # controller and its objective
+    controller: ControllerConfig = dataclasses.field(default_factory=ControllerConfig)
+    controller_steps: int = 20
+    controller_batch: int = 8
+    val_batch_size: int = 256
+    reward: str = "accuracy"          # "accuracy" or "loss" (R = −min(L_val, cap))
+    reward_loss_cap: float = 5.0
+    lookahead_steps: int = 0
+    lookahead_batch_size: int = 64
+    truncate: int = 0
+    # response estimator
+    response: str = "none"
+    response_weight: float = 1.0
+    response_every: int = 1
+    solver: str = "cg"
+    cg_iterations: int = 5
+    cg_tol: float = 1e-2
+    cg_damping: float = 1e-2
+    neumann_alpha: float = 0.1
+    # schedule
+    epochs: int = 100
+    time_budget_s: float | None = None
+    derive_samples: int = 64
+    retrain: retrain_lib.RetrainConfig = dataclasses.field(
+        default_factory=retrain_lib.RetrainConfig)
+
+    def validate(self):
+        if self.space not in SPACES:
+            raise ValueError(f"space must be one of {SPACES}, got {self.space!r}")
+        positive = ("num_layers", "num_nodes", "num_cells", "width", "batch_size",
+                    "controller_steps", "controller_batch",
+                    "val_batch_size", "epochs", "derive_samples", "lr_restart_epochs",
+                    "response_every", "lookahead_batch_size", "cg_iterations")
+        for k in positive:
+            if getattr(self, k) < 1:
+                raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
+        if not 0 < self.lr_min <= self.lr_max:
+            raise ValueError(f"need 0 < lr_min <= lr_max, got lr_min={self.lr_min}, "
+                             f"lr_max={self.lr_max}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+        if self.l2 < 0 or self.grad_clip_norm <= 0:
+            raise ValueError("l2 must be >= 0 and grad_clip_norm > 0")
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            raise ValueError(f"time_budget_s must be > 0, got {self.time_budget_s}")
+        for k, allowed in (("reward", REWARDS), ("response", tuple(response_lib.ESTIMATORS)),
+                           ("solver", SOLVERS)):
+            if getattr(self, k) not in allowed:
+                raise ValueError(f"{k} must be one of {allowed}, got {getattr(self, k)!r}")
+        unknown = [k for k in self.continuous if k not in DEFAULTS]
+        if unknown or len(set(self.continuous)) != len(self.continuous):
+            raise ValueError(f"continuous must be distinct names from {tuple(DEFAULTS)}, got "
+                             f"{list(self.continuous)}")
+        bad = [k for k in self.ranges if k not in self.continuous]
+        if bad:
+            raise ValueError(f"ranges given for {bad}, which are not continuous decisions")
+        clash = set(self.continuous) & set(self.choices)
+        if clash:
+            raise ValueError(f"{sorted(clash)} cannot be both a grid choice and continuous")
+        if not 0 <= self.truncate <= self.lookahead_steps:
+            raise ValueError(f"need 0 <= truncate <= lookahead_steps, got {self.truncate}")
+        if self.cg_damping < 0 or self.reward_loss_cap <= 0 or self.response_weight < 0:
+            raise ValueError("need cg_damping >= 0, reward_loss_cap > 0, response_weight >= 0")
+        if self.response != "none" and self.reward != "loss":
+            raise ValueError(f"response={self.response} estimates the gradient of L_val: it "
+                             f"needs reward=loss, got reward={self.reward}")
+        if self.response == "unrolled" and (self.lookahead_steps < 1 or not self.continuous):
+            raise ValueError("response=unrolled needs lookahead_steps >= 1 and at least one "
+                             "continuous decision (the response is ∂L_val(w_K)/∂h)")
+        if self.response == "ift" and self.controller_batch < 4:
+            raise ValueError(f"response=ift needs controller_batch >= 4, got "
+                             f"{self.controller_batch}")
+        if "learning_rate" in self.continuous and self.retrain.optimizer != "sgd":
+            raise ValueError("the search picks an SGD learning rate: set the retrain "
+                             "optimizer to sgd (--retrain_optimizer=sgd)")
+        self.controller.validate()
+        self.retrain.validate()
+        self.decisions()
+        return self
+
+    def decisions(self) -> tuple:
+        """The ContinuousDecisions, defaults with `ranges` applied."""
+        out = []
+        for k in self.continuous:
+            d = DEFAULTS[k]
+            if k in self.ranges:
+                low, high = self.ranges[k]
+                d = dataclasses.replace(d, low=float(low), high=float(high))
+            out.append(d.validate())
+        return tuple(out)
+
+    def estimator(self):
+        """The configured response estimator."""
+        cls = response_lib.ESTIMATORS[self.response]
+        if self.response != "ift":
+            return cls(self.lookahead_steps, self.truncate)
+        solve = hypergrad.make_solver(self.solver, self.cg_iterations, self.cg_tol,
+                                      self.cg_damping, alpha=self.neumann_alpha)
+        return cls(solve, self.lookahead_steps, self.truncate)
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self) | {"ops": list(self.ops)}

@@ -1,0 +1,92 @@
+"""The supernet's shared weights w and their optimizer: one step of a sampled child (a, h)
+
+    v ← μ·v + clip(∇_w [CE(a, w) + λ·Σ‖W‖²]),   w ← w − η·s_t·v
+
+(heavy ball, the child's own η, μ, λ; s_t the cosine-with-restarts multiplier at shared
+step t). The same update is the lookahead of the controller's objective (objective.py).
+"""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from tf_enas.objective import HEAVY_BALL, ChildObjective
+
+
+class SharedWeights(tf.Module):
+    """Args: supernet; config (a SearchConfig: grad_clip_norm and the schedule's lr_min,
+    lr_max, lr_restart_epochs); steps_per_epoch; hyperparameters(child, values) ->
+    objective.Hyperparameters."""
+
+    def __init__(self, supernet, config, steps_per_epoch: int, hyperparameters):
+        super().__init__(name="shared_weights")
+        self.supernet = supernet
+        self.grad_clip_norm = config.grad_clip_norm
+        self.schedule = keras.optimizers.schedules.CosineDecayRestarts(
+            1.0, config.lr_restart_epochs * steps_per_epoch, t_mul=2.0,
+            alpha=config.lr_min / config.lr_max)
+        self.velocity = [tf.Variable(tf.zeros_like(v), trainable=False, name=f"velocity_{i}")
+                         for i, v in enumerate(supernet.trainable_variables)]
+        self.steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="shared_steps")
+        self.skipped_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped")
+        self.objective = ChildObjective(supernet, hyperparameters, self.lr_scale)
+
+    def lr_scale(self):
+        """s_t, the schedule's multiplier at the current shared step."""
+        return tf.cast(self.schedule(self.steps), tf.float32)
+
+    def state(self):
+        """(w, v) as tensors: where every child's lookahead starts."""
+        return self.objective.weights(), [tf.convert_to_tensor(v) for v in self.velocity]
+
+    @tf.function(autograph=False)
+    def train_step(self, x, y, child, values):
+        """One step of `child` with its hyperparameters on (x, y); a step whose loss,
+        gradient or new weights are non-finite is skipped (weights, velocity and BN
+        statistics untouched) and counted."""
+        hp = self.objective.hyperparameters(child, values)
+        stats = self.supernet.non_trainable_variables
+        saved = [tf.identity(v.value) for v in stats]
+        weights = self.supernet.trainable_variables
+        with tf.GradientTape() as tape:
+            logits = self.supernet(x, child, training=True)
+            ce = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
+            params = [v.value for v in weights]
+            loss = ce + hp.weight_decay * self.objective.penalty(params)
+        grads, norm = tf.clip_by_global_norm(tape.gradient(loss, weights), self.grad_clip_norm)
+        lr = hp.learning_rate * self.lr_scale()
+        new_w, new_v = HEAVY_BALL.update(params, grads, self.state()[1], self.steps,
+                                         {"learning_rate": lr, "momentum": hp.momentum})
+        finite = (tf.math.is_finite(loss) & tf.math.is_finite(norm)
+                  & tf.math.is_finite(tf.linalg.global_norm(new_w))
+                  & tf.math.is_finite(tf.linalg.global_norm(new_v)))
+
+        def apply():
+            for var, t in zip(weights + self.velocity, new_w + new_v):
+                var.assign(t)
+            self.steps.assign_add(1)
+            return tf.constant(0, tf.int64)
+
+        def skip():  # undo the BN statistics this step's forward pass moved
+            for v, t in zip(stats, saved):
+                v.assign(t)
+            return tf.constant(1, tf.int64)
+
+        skipped = tf.cond(finite, apply, skip)
+        self.skipped_steps.assign_add(skipped)
+        acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y),
+                                     tf.float32))
+        return {"train/loss": ce, "train/accuracy": acc, "train/grad_norm": norm,
+                "train/lr": lr, "train/step_skipped": tf.cast(skipped, tf.float32)}
+
+    @tf.function(autograph=False)
+    def accuracies(self, children, x, y):
+        """Accuracy of each child on (x, y) with batch statistics, no state change → [B];
+        a child with non-finite logits scores 0 (the worst reward)."""
+        def score(child):
+            logits = self.supernet(x, child, training=True, update_stats=False)
+            pred = tf.argmax(logits, -1, output_type=tf.int32)
+            acc = tf.reduce_mean(tf.cast(tf.equal(pred, y), tf.float32))
+            return tf.where(tf.reduce_all(tf.math.is_finite(logits)), acc, 0.0)
+
+        return tf.map_fn(score, children, fn_output_signature=tf.float32)
