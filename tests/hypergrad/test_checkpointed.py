@@ -110,8 +110,9 @@ def test_bad_arguments_raise():
     args = (train_loss, val_loss, [tf.constant(w0)], hparams0(), 3)
     with pytest.raises(ValueError, match="memory must be one of"):
         unrolled_hypergradient(*args, memory="tiny")
-    with pytest.raises(ValueError, match="checkpoint_every must be"):
-        unrolled_hypergradient(*args, memory="checkpointed", checkpoint_every=0)
+    for bad in (0, 2.5, True, tf.constant(2.0), tf.constant([2, 3])):
+        with pytest.raises(ValueError, match="checkpoint_every must be"):
+            unrolled_hypergradient(*args, memory="checkpointed", checkpoint_every=bad)
     with pytest.raises(ValueError, match="checkpoint_every needs memory='checkpointed'"):
         unrolled_hypergradient(*args, checkpoint_every=2)
     with pytest.raises(ValueError, match="loop='auto' or 'while'"):

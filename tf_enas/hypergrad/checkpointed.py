@@ -1,12 +1,15 @@
 """Reverse mode through K optimizer steps in memory O(K/L + L) by recomputation (Griewank).
 
 Forward: run the K steps without a tape, keeping only (w_t, s_t) at t = start + jL.
-Backward, segment j = n-1, ..., 0: recompute steps jL..min((j+1)L, K)-1 from the checkpoint
-under a GradientTape, and pull the adjoint back through them:
-    (wbar_{jL}, sbar_{jL}, hbar_j) = [d(w, s)_{end} / d(w_{jL}, s_{jL}, lambda)]^T (wbar_end, sbar_end),
-with dL/dlambda = dL_val/dlambda + sum_j hbar_j. L = ceil(sqrt(K)) by default: one extra
-forward pass, memory of about 2 sqrt(K) states instead of K steps' intermediates.
+Backward, segment j = n-1, ..., 0: recompute its steps from checkpoint j under a
+GradientTape and pull the adjoint back through them,
+    (wbar, sbar)_{jL}, hbar_j = [d(w, s)_{(j+1)L} / d((w, s)_{jL}, lambda)]^T (wbar, sbar)_{(j+1)L},
+    dL/dlambda = dL_val/dlambda + sum_j hbar_j.
+L = ceil(sqrt(K)) by default: one extra forward pass; memory ceil(K/L) checkpoints plus one
+segment's L steps of intermediates, instead of K steps' intermediates.
 """
+import numbers
+
 import tensorflow as tf
 
 from tf_enas.hypergrad import _lists
@@ -16,14 +19,20 @@ _ZERO = tf.UnconnectedGradients.ZERO
 
 
 def segment_length(count, checkpoint_every=None):
-    """L: checkpoint_every if given (int >= 1 or int32 tensor), else ceil(sqrt(count))."""
+    """L: checkpoint_every if given (int >= 1, or an integer tensor: values < 1 act as 1),
+    else ceil(sqrt(count))."""
     if checkpoint_every is None:
         root = tf.math.ceil(tf.sqrt(tf.cast(count, tf.float64)))
         return tf.maximum(tf.cast(root, tf.int32), 1)
-    if isinstance(checkpoint_every, bool) or (
-            isinstance(checkpoint_every, int) and checkpoint_every < 1):
-        raise ValueError(f"checkpoint_every must be an int >= 1 or None, got {checkpoint_every!r}")
-    return tf.maximum(tf.convert_to_tensor(checkpoint_every, tf.int32), 1)
+    if isinstance(checkpoint_every, (tf.Tensor, tf.Variable)):
+        ok = checkpoint_every.dtype.is_integer and checkpoint_every.shape.rank in (None, 0)
+    else:
+        ok = (isinstance(checkpoint_every, numbers.Integral)
+              and not isinstance(checkpoint_every, bool) and checkpoint_every >= 1)
+    if not ok:
+        raise ValueError("checkpoint_every must be an int >= 1, a scalar integer tensor or None, "
+                         f"got {checkpoint_every!r}")
+    return tf.maximum(tf.cast(checkpoint_every, tf.int32), 1)
 
 
 def reverse(train_loss, val_loss, optimizer, params, state, hparams, hyper_of, start, stop,
