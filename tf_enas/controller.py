@@ -139,6 +139,12 @@ class Controller(tf.Module):
         zero, empty = tf.zeros((batch_size,)), tf.zeros((batch_size, 0))
         return empty, zero, zero, empty, empty
 
+    def _walk_cells(self, batch_size, state, x, children, seeds, actions, log_probs,
+                    entropies):
+        """Walks decisions that come before the macro layers (a cell space's), appending
+        each one's [B, 1] action, log-prob and entropy; returns (state, x). None here."""
+        return state, x
+
     # --- the policy ---------------------------------------------------------------------
     def _lstm(self, x, state):
         h, c = state
@@ -162,6 +168,8 @@ class Controller(tf.Module):
         state = (zeros, zeros)
         x = tf.tile(self.g_emb, [batch_size, 1])
         actions, log_probs, entropies, skip_kl = [], [], [], 0.0
+        state, x = self._walk_cells(batch_size, state, x, children, seeds, actions,
+                                    log_probs, entropies)
 
         def decide(logits, k):
             dist = tfd.Categorical(logits=logits)
