@@ -53,8 +53,8 @@ def test_huge_learning_rate_child_gets_the_worst_reward(tmp_path, splits):
     values = tf.constant([[0.05, 0.9, 1e-4], [1e30, 0.9, 1e-4]])
     state = search.shared.state()
     batch = (tf.constant(splits.x_val[:32]), tf.constant(splits.y_val[:32]))
-    losses, _, terms, _ = search.phase.score_only.evaluate(search.shared.objective, state, children,
-                                                     values, batch, batch)
+    losses, _, terms, _ = search.phase.score_only.evaluate(search.shared.objective, state,
+                                                           children, values, batch, batch)
     assert terms is None
     assert np.isfinite(losses[0].numpy()) and not np.isfinite(losses[1].numpy())
     rewards = search.phase.rewards(losses, tf.zeros(2)).numpy()

@@ -61,6 +61,34 @@ class ChildObjective:
         """Σ_k ‖W_k‖² over the decayed kernels."""
         return tf.add_n([tf.reduce_sum(tf.square(params[i])) for i in self.decayed])
 
+    def gauss_newton_product(self, params, child, values, x, y, vector):
+        """G v = Jᵀ H_ℓ J v + 2λ·v (decayed kernels): the generalized Gauss–Newton matrix of
+        L_train, positive semi-definite. J = ∂logits/∂w, H_ℓ the Hessian of
+        the mean softmax cross-entropy in the logits, (H_ℓ u)_n = (p_n ⊙ u_n − p_n p_nᵀu_n)/N."""
+        # J v by two reverse passes (v ↦ ∇_u ⟨Jᵀu, v⟩): forward mode does not go through
+        # the supernet's tf.switch_case inside tf.map_fn
+        with tf.GradientTape() as outer:
+            with tf.GradientTape() as inner:
+                inner.watch(params)
+                logits = self.logits(params, child, x)
+            u = tf.zeros_like(logits)
+            outer.watch(u)
+            jtu = inner.gradient(logits, params, output_gradients=u,
+                                 unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            dot = tf.add_n([tf.reduce_sum(a * b) for a, b in zip(jtu, vector)])
+        jv = outer.gradient(dot, u)
+        p = tf.nn.softmax(logits)
+        hjv = (p * jv - p * tf.reduce_sum(p * jv, -1, keepdims=True)) / tf.cast(
+            tf.shape(logits)[0], logits.dtype)
+        with tf.GradientTape() as tape:
+            tape.watch(params)
+            logits = self.logits(params, child, x)
+        out = tape.gradient(logits, params, output_gradients=hjv,
+                            unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        wd = 2.0 * self.hyperparameters(child, values).weight_decay
+        return [o + wd * v if i in self.decayed else o
+                for i, (o, v) in enumerate(zip(out, vector))]
+
     def train_loss(self, params, child, values, x, y):
         hp = self.hyperparameters(child, values)
         return self.val_loss(params, child, x, y) + hp.weight_decay * self.penalty(params)

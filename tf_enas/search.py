@@ -38,7 +38,7 @@ from tf_enas.controller_phase import ControllerPhase
 from tf_enas.joint_controller import JointController
 from tf_enas.objective import Hyperparameters
 from tf_enas.run_dir import RunDirectory, read_json_if_current, write_json_stamped
-from tf_enas.search_config import GROWABLE, REWARDS, SOLVERS, SearchConfig  # noqa: F401
+from tf_enas.search_config import GROWABLE, SearchConfig
 from tf_enas.shared_weights import SharedWeights
 from tf_enas.space import SearchSpace
 from tf_enas.supernet import Supernet

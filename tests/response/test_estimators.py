@@ -32,7 +32,8 @@ def _dot(a, b):
 
 
 def test_unrolled_k1_matches_closed_form_with_shared_velocity(tmp_path, splits):
-    """w₁ = w − η·s·(μv + g₀): ∂L_val/∂η = −s·∇L_val(w₁)·(μv + g₀), ∂L_val/∂μ = −η·s·∇L_val(w₁)·v,
+    """w₁ = w − η·s·(μv + g₀): ∂L_val/∂η = −s·∇L_val(w₁)·(μv + g₀),
+    ∂L_val/∂μ = −η·s·∇L_val(w₁)·v,
     ∂L_val/∂λ = −η·s·∇L_val(w₁)·2w (g₀ = ∇CE + 2λw on the decayed kernels)."""
     search = Search(joint_config(response="unrolled"), str(tmp_path), splits=splits, verbose=0)
     rng = np.random.default_rng(0)
@@ -61,7 +62,8 @@ def test_unrolled_k1_matches_closed_form_with_shared_velocity(tmp_path, splits):
 
 def test_ift_terms_match_a_dense_solve(tmp_path, splits):
     """Halves {0,1} and {2,3}; u_A = (H_A + δI)⁻¹ mean_{j∈A} ∇L_val(a_j) couples the other
-    half: c_i = u·∇L_train(a_i, h_i), ∂c_i/∂λ = u·2w, and ∂c_i/∂(η, μ) = 0 exactly. The
+    half: c_i = u·∇L_train(a_i, h_i), ∂c_i/∂λ = u·2w, and ∂c_i/∂(η, μ) = 0 exactly.
+    The
     estimator's terms are −(c − b) (b: leave-one-out within the half) and −∂c/∂h."""
     search = Search(joint_config(response="ift", cg_iterations=400, cg_tol=1e-6),
                     str(tmp_path), splits=splits, verbose=0)
@@ -109,7 +111,26 @@ def test_unconverged_ift_solve_is_not_applied(tmp_path, splits):
     val, train = _batches(splits)
     children, values = search.controller.sample(4)
     state = search.shared.state()
-    _, _, terms, logs = search.phase.response.evaluate(search.shared.objective, state, children, values,
-                                                 val, train)
+    _, _, terms, logs = search.phase.response.evaluate(search.shared.objective, state,
+                                                       children, values, val, train)
     assert float(logs["response/skipped"]) == 1.0
     assert np.all(terms.score_weights.numpy() == 0) and np.all(terms.dloss_dvalues.numpy() == 0)
+
+
+def test_gauss_newton_ift_solves_and_applies(tmp_path, splits):
+    """With the PSD Gauss–Newton matrix CG meets no negative curvature and converges, so the
+    response is applied; the Hessian solve at the same settings is not (indefinite H)."""
+    val, train = _batches(splits)
+    skipped = {}
+    for curvature in ("gauss_newton", "hessian"):
+        search = Search(joint_config(response="ift", curvature=curvature, cg_iterations=50,
+                                     cg_tol=1e-2, cg_damping=1e-3),
+                        str(tmp_path / curvature), splits=splits, verbose=0)
+        children, values = search.controller.sample(4)
+        _, _, terms, logs = search.phase.response.evaluate(
+            search.shared.objective, search.shared.state(), children, values, val, train)
+        skipped[curvature] = (float(logs["response/skipped"]),
+                              float(logs["response/cg_negative_curvature"]))
+        search.close()
+    assert skipped["gauss_newton"] == (0.0, 0.0)
+    assert skipped["hessian"][1] > 0, skipped

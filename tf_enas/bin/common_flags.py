@@ -12,7 +12,7 @@ from tf_enas import response
 from tf_enas.controller import ControllerConfig
 from tf_enas.joint_controller import DEFAULTS
 from tf_enas.retrain import OPTIMIZERS, RetrainConfig
-from tf_enas.search import REWARDS, SOLVERS, SearchConfig
+from tf_enas.search_config import REWARDS, SOLVERS, SPACES, SearchConfig
 from tf_enas.space import OPS
 
 FLAGS = flags.FLAGS
@@ -58,6 +58,11 @@ def define_retrain_flags():
 def define_search_flags():
     """The SearchConfig fields that tf-enas-search and tf-enas-joint-search share."""
     flags.DEFINE_integer("num_layers", 6, "Searched layers.", lower_bound=1)
+    flags.DEFINE_enum("space", "macro", list(SPACES), "Search space: macro (layers), micro "
+                      "(ENAS's conv cells) or rnn_cell (ENAS's recurrent cell).")
+    flags.DEFINE_integer("num_nodes", 5, "micro / rnn_cell: nodes per cell.", lower_bound=1)
+    flags.DEFINE_integer("num_cells", 1, "micro: normal cells per stage (3 stages).",
+                         lower_bound=1)
     flags.DEFINE_multi_enum("ops", list(OPS), list(OPS), "Ops each layer chooses from.")
     flags.DEFINE_integer("width", 64, "Channels of every supernet layer.", lower_bound=1)
     flags.DEFINE_integer("batch_size", 128, "Shared-weight batch size.", lower_bound=1)
@@ -132,6 +137,8 @@ def define_search_flags():
                        lower_bound=0.0)
     flags.DEFINE_float("neumann_alpha", 0.1, "IFT: step size of the Neumann series.",
                        lower_bound=1e-9)
+    flags.DEFINE_enum("curvature", "hessian", list(response.CURVATURES), "IFT: the matrix "
+                      "of the solve, the Hessian or the (PSD) generalized Gauss–Newton.")
 
 
 def search_config() -> SearchConfig:
@@ -150,12 +157,13 @@ def search_config() -> SearchConfig:
         choices["weight_decay"] = float_list("weight_decays", FLAGS.weight_decays)
     continuous = tuple(dict.fromkeys(FLAGS.continuous))
     same_name = ("dataset", "dataset_path", "num_samples", "val_fraction", "seed",
-                 "num_layers", "width", "batch_size", "lr_max", "lr_min", "lr_restart_epochs",
+                 "num_layers", "space", "num_nodes", "num_cells", "width", "batch_size",
+                 "lr_max", "lr_min", "lr_restart_epochs",
                  "momentum", "l2", "grad_clip_norm", "controller_steps", "controller_batch",
                  "val_batch_size", "epochs", "time_budget_s", "derive_samples", "reward",
                  "reward_loss_cap", "lookahead_steps", "lookahead_batch_size", "truncate",
                  "response", "response_weight", "response_every", "solver", "cg_iterations",
-                 "cg_tol", "cg_damping", "neumann_alpha")
+                 "cg_tol", "cg_damping", "neumann_alpha", "curvature")
     return SearchConfig(
         **{k: getattr(FLAGS, k) for k in same_name}, ops=tuple(dict.fromkeys(FLAGS.ops)),
         choices=choices, continuous=continuous,

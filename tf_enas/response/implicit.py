@@ -57,16 +57,25 @@ def ift_cross_fit(solve, couple, batch_size):
     return c, tf.concat([dc_a, dc_b], 0), baseline, [info_a, info_b]
 
 
+CURVATURES = ("hessian", "gauss_newton")
+
+
 class Implicit(ScoreFunction):
     """Args: solve(matvec, b) -> (u, SolverInfo), e.g. hypergrad.make_solver("cg", ...);
+    curvature: H is the training loss's Hessian (indefinite during a search: CG often
+    meets negative curvature) or its generalized Gauss–Newton matrix (PSD);
     lookahead_steps/truncate: as ScoreFunction (the rewards' K)."""
 
     name = "ift"
     adds_term = True
 
-    def __init__(self, solve, lookahead_steps: int = 0, truncate: int = 0):
+    def __init__(self, solve, lookahead_steps: int = 0, truncate: int = 0,
+                 curvature: str = "hessian"):
+        if curvature not in CURVATURES:
+            raise ValueError(f"curvature must be one of {CURVATURES}, got {curvature!r}")
         super().__init__(lookahead_steps, truncate)
         self.solve = solve
+        self.curvature = curvature
         # one traced graph for both halves: the second-order graph is the costly trace
         self._solve_half = tf.function(self._solve_half_eager, autograph=False)
         self._couple_half = tf.function(self._couple_half_eager, autograph=False)
@@ -78,10 +87,15 @@ class Implicit(ScoreFunction):
             lambda p: objective.val_loss(p, a, x_val, y_val), params)[1], children,
             fn_output_signature=like)
 
+        def product(a, v):
+            if self.curvature == "gauss_newton":
+                return objective.gauss_newton_product(params, a[0], a[1], x_tr, y_tr, v)
+            return hypergrad.hvp(lambda p: objective.train_loss(p, a[0], a[1], x_tr, y_tr),
+                                 params, v)
+
         def matvec(v):
-            hv = tf.map_fn(lambda a: hypergrad.hvp(
-                lambda p: objective.train_loss(p, a[0], a[1], x_tr, y_tr), params, v),
-                (children, values), fn_output_signature=like)
+            hv = tf.map_fn(lambda a: product(a, v), (children, values),
+                           fn_output_signature=like)
             return [tf.reduce_mean(t, 0) for t in hv]
         return self.solve(matvec, [tf.reduce_mean(g, 0) for g in grads])
 
@@ -111,6 +125,8 @@ class Implicit(ScoreFunction):
         logs = {"response/cg_iterations": tf.reduce_mean([tf.cast(i.iterations, tf.float32)
                                                           for i in infos]),
                 "response/cg_residual": tf.reduce_mean([i.residual_norm for i in infos]),
+                "response/cg_converged": tf.reduce_mean(
+                    [tf.cast(i.converged, tf.float32) for i in infos]),
                 "response/cg_negative_curvature": tf.reduce_mean(
                     [tf.cast(i.negative_curvature, tf.float32) for i in infos]),
                 "response/skipped": 1.0 - tf.cast(apply, tf.float32),

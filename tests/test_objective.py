@@ -1,0 +1,71 @@
+"""ChildObjective: the Gauss–Newton product against an explicit Jᵀ H_ℓ J built from the
+Jacobian of the logits (tape.jacobian, not the product's forward mode), and its PSD-ness;
+the lookahead against a hand-written heavy-ball step."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_enas import data, hypergrad
+from tf_enas.search import Search
+from tests.test_search_joint import joint_config
+
+
+@pytest.fixture(scope="module")
+def search(tmp_path_factory):
+    splits = data.load("mnist1d", seed=0, val_fraction=0.1, num_samples=600)
+    s = Search(joint_config(width=2), str(tmp_path_factory.mktemp("s")), splits=splits,
+               verbose=0)
+    yield s
+    s.close()
+
+
+def test_gauss_newton_product_matches_explicit_matrix(search):
+    obj = search.shared.objective
+    params = obj.weights()
+    children, values = search.controller.sample(1)
+    child, vals = children[0], values[0]
+    x, y = tf.constant(search.splits.x_train[:6]), tf.constant(search.splits.y_train[:6])
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(params)
+        logits = obj.logits(params, child, x)                      # [N, K]
+    n, k = logits.shape
+    jac = np.concatenate([np.reshape(tape.jacobian(logits, p,
+                                                   unconnected_gradients="zero").numpy(),
+                                     (n * k, -1)) for p in params], 1).astype(np.float64)
+    prob = tf.nn.softmax(logits).numpy().astype(np.float64)
+    h = np.zeros((n * k, n * k))
+    for i in range(n):
+        h[i * k:(i + 1) * k, i * k:(i + 1) * k] = (np.diag(prob[i])
+                                                   - np.outer(prob[i], prob[i])) / n
+    sizes = [int(np.prod(p.shape)) for p in params]
+    decay = np.concatenate([np.full(m, 2 * float(obj.hyperparameters(child, vals).weight_decay)
+                                    if i in obj.decayed else 0.0)
+                            for i, m in enumerate(sizes)])
+    g = jac.T @ h @ jac + np.diag(decay)
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        v = rng.normal(size=sum(sizes)).astype(np.float32)
+        vs = [tf.reshape(t, p.shape) for t, p in zip(tf.split(v, sizes), params)]
+        got = obj.gauss_newton_product(params, child, vals, x, y, vs)
+        got = np.concatenate([np.ravel(t) for t in got])
+        np.testing.assert_allclose(got, g @ v, rtol=1e-3, atol=1e-6 * np.abs(g @ v).max())
+        assert float(v @ got) >= 0
+
+
+def test_lookahead_is_heavy_ball_from_the_shared_velocity(search):
+    obj = search.shared.objective
+    params, velocity = search.shared.state()
+    velocity = [tf.ones_like(v) * 0.01 for v in velocity]
+    children, values = search.controller.sample(1)
+    child, vals = children[0], values[0]
+    x, y = tf.constant(search.splits.x_train[:16]), tf.constant(search.splits.y_train[:16])
+    got = obj.lookahead(params, velocity, child, vals, x, y, steps=2)
+    lr, mom, _ = vals.numpy()
+    lr *= float(search.shared.lr_scale())
+    w, v = params, velocity
+    for _ in range(2):
+        g = hypergrad.gradient(lambda p: obj.train_loss(p, child, vals, x, y), w)[1]
+        v = [mom * vi + gi for vi, gi in zip(v, g)]
+        w = [wi - lr * vi for wi, vi in zip(w, v)]
+    for a, b in zip(got, w):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-7)
