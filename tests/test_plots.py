@@ -95,6 +95,9 @@ def test_architecture_diagram_has_every_layer_and_skip(tmp_path):
     layers = [{"op": "conv3", "skips": []}, {"op": "maxpool3", "skips": [0]},
               {"op": "sepconv5", "skips": [0, 1]}]
     assert_picture(plots.plot_architecture(layers, str(tmp_path / "a.png")))
+    cells = [{"cell": "normal", "node": n, "op": f"normal {n + 2} = 0:sep3x3+1:avg3x3"}
+             for n in range(3)]  # a cell space's entries: one-line labels, no skips
+    assert_picture(plots.plot_architecture(cells, str(tmp_path / "cells.png")))
 
 
 def test_search_binary_writes_pictures_for_an_npz_file(tmp_path, capsys):

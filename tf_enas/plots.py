@@ -128,13 +128,18 @@ def plot_policy(history: list, path: str):
 
 def plot_architecture(layers: list, path: str, title: str | None = None):
     """The derived child as a diagram: input → layers (op names) → pooling → classifier,
-    with each skip connection j → i drawn as an arc."""
+    with each skip connection j → i drawn as an arc. Cell spaces (entries without
+    "skips") are drawn as their nodes' one-line labels, one box per node."""
     plt = _pyplot()
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-    names = ["input"] + [f"{i}: {layer['op']}" for i, layer in enumerate(layers)] + [
-        "global pool → dense"]
-    fig, ax = plt.subplots(figsize=(4.5, 0.9 + 0.75 * len(names)))
+    chain = all("skips" in layer for layer in layers)
+    if chain:
+        names = ["input"] + [f"{i}: {layer['op']}" for i, layer in enumerate(layers)] + [
+            "global pool → dense"]
+    else:
+        names = [""] + [str(layer.get("op", layer)) for layer in layers] + [""]
+    fig, ax = plt.subplots(figsize=(4.5 if chain else 7, 0.9 + 0.75 * len(names)))
     ys = {n: -k for k, n in enumerate(range(-1, len(layers) + 1))}  # node index → y
 
     def y(node):
@@ -142,11 +147,14 @@ def plot_architecture(layers: list, path: str, title: str | None = None):
 
     for k, name in enumerate(names):
         node = k - 1
+        if not chain and not name:
+            continue
         color = "#dde7f5" if 0 <= node < len(layers) else "#eeeeee"
-        ax.add_patch(FancyBboxPatch((-1.0, y(node) - 0.25), 2.0, 0.5,
+        half = 1.0 if chain else 1.8
+        ax.add_patch(FancyBboxPatch((-half, y(node) - 0.25), 2 * half, 0.5,
                                     boxstyle="round,pad=0.05", fc=color, ec="#333333"))
         ax.text(0, y(node), name, ha="center", va="center", fontsize=10)
-        if k:
+        if k and chain:
             ax.add_patch(FancyArrowPatch((0, y(node - 1) - 0.3), (0, y(node) + 0.3),
                                          arrowstyle="-|>", mutation_scale=12, color="#333333"))
     for i, layer in enumerate(layers):
@@ -156,10 +164,11 @@ def plot_architecture(layers: list, path: str, title: str | None = None):
                                          connectionstyle=f"arc3,rad=-{rad}",
                                          arrowstyle="-|>", mutation_scale=10,
                                          color="tab:orange", lw=1.3))
-    ax.set_xlim(-1.3, 2.6)
+    ax.set_xlim(-1.3, 2.6) if chain else ax.set_xlim(-2.0, 2.0)
     ax.set_ylim(-len(names) + 0.4, 0.6)
     ax.axis("off")
-    ax.set_title(title or "derived architecture (orange: skip connections)", fontsize=10)
+    ax.set_title(title or ("derived architecture (orange: skip connections)" if chain else
+                           "derived cells (node = input:op + input:op)"), fontsize=10)
     return _save(fig, path)
 
 
