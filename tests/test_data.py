@@ -344,3 +344,20 @@ def test_tf_data_dataset_batched_or_not_with_or_without_test():
     bad[3, 0, 0, 0] = np.inf
     with pytest.raises(ValueError, match="x_train of tf.data dataset 'd' has non-finite"):
         data.from_dataset(tf.data.Dataset.from_tensor_slices((bad, y)), name="d")
+
+
+def test_as_splits_takes_what_a_search_accepts():
+    import tensorflow as tf
+
+    x, y = _own(n=60)
+    s = data.as_splits((x[:45], y[:45], x[45:], y[45:]), val_fraction=0.2)
+    assert len(s.x_test) == 15 and s.name == "arrays"
+    assert data.as_splits(s) is s
+    assert len(data.as_splits((x, y)).x_test) == 12  # no test set: a fixed 20%
+    ds = tf.data.Dataset.from_tensor_slices((x.astype("float32"), y))
+    assert data.as_splits(ds, name="d").name == "d"
+    assert len(data.as_splits((ds.take(45), ds.skip(45))).x_test) == 15
+    with pytest.raises(ValueError, match="data of type str is not searchable"):
+        data.as_splits("mnist1d")
+    with pytest.raises(ValueError, match="x_train of dataset 'arrays' has non-finite"):
+        data.as_splits((np.full_like(x, np.nan), y))

@@ -399,6 +399,30 @@ def from_dataset(train, test=None, name: str = "dataset", seed: int = 0,
                        val_fraction=val_fraction, num_classes=num_classes, source=source)
 
 
+def as_splits(obj, seed: int = 0, val_fraction: float = 0.1, name: str | None = None) -> Splits:
+    """What a search accepts as its data → checked Splits: Splits (validate_splits), a
+    tuple (x_train, y_train, x_test, y_test) or (x_train, y_train) of arrays (from_arrays;
+    without a test set a fixed stratified TEST_FRACTION is split off), a tf.data.Dataset
+    or a pair (train, test) of them (from_dataset)."""
+    if isinstance(obj, Splits):
+        return validate_splits(obj)
+    if isinstance(obj, tf.data.Dataset):
+        return from_dataset(obj, name=name or "dataset", seed=seed, val_fraction=val_fraction)
+    if isinstance(obj, (tuple, list)) and len(obj) == 2 and all(
+            isinstance(d, tf.data.Dataset) for d in obj):
+        return from_dataset(obj[0], obj[1], name=name or "dataset", seed=seed,
+                            val_fraction=val_fraction)
+    if isinstance(obj, (tuple, list)) and len(obj) in (2, 4):
+        source = f"dataset {name or 'arrays'!r}"
+        arrays = (tuple(obj) if len(obj) == 4 else
+                  _test_split(_as_x(obj[0], "x_train", source), obj[1], source))
+        return from_arrays(*arrays, name=name or "arrays", seed=seed,
+                           val_fraction=val_fraction)
+    raise ValueError(f"data of type {type(obj).__name__} is not searchable; expected Splits, "
+                     "(x_train, y_train[, x_test, y_test]) arrays, or a tf.data.Dataset "
+                     "(or a (train, test) pair of them)")
+
+
 def validate_splits(splits: Splits) -> Splits:
     """Checks Splits built by hand (e.g. passed to a search) before any training: float32
     x of shape [N, L, C] or [N, H, W, C] with one input shape, finite; int y in

@@ -69,6 +69,7 @@ def _pyplot():
 
 
 def _series(history, key):
+    """history[i][key] per epoch as floats (NaN where an epoch did not log it)."""
     return np.array([h.get(key, np.nan) for h in history], float)
 
 
@@ -173,6 +174,7 @@ def plot_architecture(layers: list, path: str, title: str | None = None):
 
 
 def continuous_names(history: list) -> list:
+    """Names of the continuous decisions whose quantiles the history recorded."""
     return list(dict.fromkeys(k.split("/")[1] for h in history for k in h
                               if k.startswith("policy_hp/")))
 
