@@ -260,9 +260,10 @@ class Controller(tf.Module):
             out.append(walk.discrete_log_prob[:, index])
         return np.exp(np.stack(out, 1))
 
-    def reinforce_loss(self, walk: PolicyWalk, rewards, mask=None, score_continuous=True):
+    def reinforce_loss(self, walk: PolicyWalk, rewards, mask=None, score_continuous=True,
+                       baseline=None):
         """−mean((R − b)·log π) − β_ent·mean(H) + β_skip·mean(KL) on a walk (call inside a
-        GradientTape).
+        GradientTape); b: `baseline` (scalar or [B]; default the moving average).
 
         mask: optional [B, D] 0/1 of the categorical decisions that count (e.g. the active
         ones of a conditional keras-tuner space). score_continuous=False leaves the
@@ -277,33 +278,31 @@ class Controller(tf.Module):
         if score_continuous:
             log_prob += walk.continuous_log_prob
         entropy = tf.reduce_sum(entropies, 1) + walk.continuous_entropy
-        advantage = tf.stop_gradient(tf.cast(rewards, tf.float32) - self.baseline)
+        baseline = self.baseline if baseline is None else baseline
+        advantage = tf.stop_gradient(tf.cast(rewards, tf.float32) - baseline)
         return (-tf.reduce_mean(advantage * log_prob)
                 - cfg.entropy_weight * tf.reduce_mean(entropy)
                 + cfg.skip_weight * tf.reduce_mean(walk.skip_kl))
 
-    @tf.function(autograph=False, reduce_retracing=True)
-    def update(self, children, values, rewards, mask=None, response=None,
-               response_weight=1.0):
-        """One controller step on children [B, D] (values [B, C] or None) with rewards [B]
-        (higher is better); returns a dict of logs.
+    def gradients(self, children, values, rewards, mask=None, response=None,
+                  response_weight=1.0):
+        """(∇_φ estimate [per variable], logs) of one batch; changes nothing.
 
-        The baseline is updated first (b ← decay·b + (1−decay)·mean R; the first update sets
-        b = mean R); then φ ← Adam(∇_φ REINFORCE loss + response_weight·∇_φ S), S the
-        surrogate of `response` (ResponseTerms, optional). A non-finite response gradient
-        is dropped (logged), never applied.
+        ∇_φ [REINFORCE loss with the baseline from before this batch (the first batch: each
+        child's leave-one-out mean, so no child's reward is in its own baseline)] +
+        response_weight·∇_φ S, S the surrogate of `response` (ResponseTerms, optional). A
+        non-finite response gradient is dropped (logged), never returned.
         """
         children, values = self._empty_values(children, values)
         rewards = tf.cast(rewards, tf.float32)
-        mean_r = tf.reduce_mean(rewards)
-        d = self.config.baseline_decay
-        self.baseline.assign(tf.where(self.num_updates == 0, mean_r,
-                                      d * self.baseline + (1 - d) * mean_r))
+        n = tf.cast(tf.shape(rewards)[0], tf.float32)
+        leave_one_out = (tf.reduce_sum(rewards) - rewards) / tf.maximum(n - 1, 1)
+        baseline = tf.where(self.num_updates == 0, leave_one_out, self.baseline)
         variables = self.trainable_variables
         with tf.GradientTape(persistent=True) as tape:
             walk = self.walk(tf.shape(children)[0], children, values, pathwise=True)
             loss = self.reinforce_loss(walk, rewards, mask, response is None
-                                       or response.score_continuous)
+                                       or response.score_continuous, baseline)
             surrogate = tf.constant(0.0) if response is None else response.surrogate(walk)
         reinforce = _dense(tape.gradient(loss, variables), variables)
         extra = _dense(tape.gradient(surrogate, variables), variables)
@@ -314,15 +313,29 @@ class Controller(tf.Module):
         grads = [g + tf.where(finite, w * e, tf.zeros_like(e)) for g, e in zip(reinforce, extra)]
         reinforce_norm = tf.linalg.global_norm(reinforce)
         dot = tf.add_n([tf.reduce_sum(a * b) for a, b in zip(reinforce, extra)])
-        return self.apply_gradients(grads) | {
+        return grads, {
             "controller/loss": loss, "controller/entropy": tf.reduce_mean(
                 tf.reduce_sum(walk.discrete_entropy, 1) + walk.continuous_entropy),
-            "controller/reward": mean_r, "controller/baseline": self.baseline.read_value(),
+            "controller/reward": tf.reduce_mean(rewards),
             "response/reinforce_grad_norm": reinforce_norm,
             "response/response_grad_norm": tf.where(finite, extra_norm, 0.0),
             "response/cosine": tf.where(finite, dot / (reinforce_norm * extra_norm + 1e-30),
                                         0.0),
             "response/nonfinite": tf.cast(tf.logical_not(finite), tf.float32)}
+
+    @tf.function(autograph=False, reduce_retracing=True)
+    def update(self, children, values, rewards, mask=None, response=None,
+               response_weight=1.0):
+        """One controller step: φ ← Adam(gradients(...)), then the baseline
+        b ← decay·b + (1−decay)·mean R (the first update sets b = mean R); returns logs."""
+        grads, logs = self.gradients(children, values, rewards, mask, response,
+                                     response_weight)
+        mean_r = logs["controller/reward"]
+        d = self.config.baseline_decay
+        self.baseline.assign(tf.where(self.num_updates == 0, mean_r,
+                                      d * self.baseline + (1 - d) * mean_r))
+        return logs | self.apply_gradients(grads) | {
+            "controller/baseline": self.baseline.read_value()}
 
     def apply_gradients(self, grads):
         """Adam step on the controller's variables (with optional global-norm clipping)."""
