@@ -115,14 +115,16 @@ def plot_policy(history: list, path: str):
     if not labels:
         return None
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(min(4 + 0.25 * probs.shape[1], 14),
+    fig, ax = plt.subplots(figsize=(min(6.5 + 0.15 * probs.shape[1], 14),
                                     1.2 + 0.2 * len(labels)))
     im = ax.imshow(probs, aspect="auto", cmap="viridis", vmin=0, vmax=1,
                    interpolation="nearest",
                    extent=(0.5, probs.shape[1] + 0.5, len(labels) - 0.5, -0.5))
     ax.set_yticks(range(len(labels)), labels, fontsize=7)
     ax.set_xlabel("epoch")
-    ax.set_title("policy: probability of each choice (skip rows: P(skip))")
+    epochs = probs.shape[1]
+    ax.set_xticks(range(1, epochs + 1, max(1, epochs // 15)))
+    ax.set_title("policy: P(choice) per epoch (skip rows: P(skip))", fontsize=10)
     fig.colorbar(im, ax=ax, fraction=0.03, pad=0.02)
     return _save(fig, path)
 
