@@ -247,9 +247,10 @@ class Cell(keras.layers.Layer):
                                        "rank": self.rank, "arc": self.arc}
 
 
-def cell_plan(num_cells: int) -> list[str]:
-    """The stacked cells: num_cells normal, then twice (reduce, num_cells normal)."""
-    return ["normal"] * num_cells + (["reduce"] + ["normal"] * num_cells) * 2
+def cell_plan(num_cells: int, reductions: int = 2) -> list[str]:
+    """The stacked cells: num_cells normal, then `reductions` times (reduce, num_cells
+    normal); ENAS has 2 reductions."""
+    return ["normal"] * num_cells + (["reduce"] + ["normal"] * num_cells) * reductions
 
 
 def _arc(space: MicroSpace, child, cell: str) -> dict:
@@ -261,18 +262,19 @@ class _Stack:
     """The cell stack of one architecture (shared by the supernet and child models):
     builds Stem, per cell (Reduce pair before a reduction cell) a Cell, Head."""
 
-    def __init__(self, num_nodes, num_cells, width, rank, num_classes, dropout, arcs=None):
+    def __init__(self, num_nodes, num_cells, width, rank, num_classes, dropout, arcs=None,
+                 reductions=2):
         self.stem = Stem(width, rank, name="stem")
         self.cells, self.reduces = [], {}
         w = width
-        for c, kind in enumerate(cell_plan(num_cells)):
+        self.kinds = cell_plan(num_cells, reductions)
+        for c, kind in enumerate(self.kinds):
             if kind == "reduce":
                 w *= 2
                 self.reduces[c] = (Reduce(w, rank, name=f"reduce_{c}_0"),
                                    Reduce(w, rank, name=f"reduce_{c}_1"))
             self.cells.append(Cell(num_nodes, w, rank, None if arcs is None else arcs[kind],
                                    name=f"cell_{c}"))
-        self.kinds = cell_plan(num_cells)
         self.head = Head(num_classes, rank, dropout, name="head")
 
     def apply(self, x, cell_call, training, update_stats=True):
@@ -294,25 +296,27 @@ class MicroSupernet(keras.Model):
       input_shape: per-example shape, (length, channels) or (height, width, channels).
       num_classes: output logits.
       width: channels of the first stage (doubled at each reduction).
-      num_cells: normal cells per stage (3 stages).
+      num_cells: normal cells per stage.
       dropout: head dropout.
+      reductions: reduction cells (stages − 1; ENAS: 2).
     """
 
     def __init__(self, space: MicroSpace, input_shape, num_classes, width=16, num_cells=1,
-                 dropout=0.0, **kwargs):
+                 dropout=0.0, reductions=2, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(space, MicroSpace):
             raise ValueError(f"MicroSupernet needs a MicroSpace, got {space!r}")
         if num_cells < 1:
             raise ValueError(f"num_cells must be >= 1, got {num_cells}")
         self.space, self.num_classes, self.width = space, num_classes, width
-        self.num_cells, self.dropout = num_cells, dropout
+        self.num_cells, self.dropout, self.reductions = num_cells, dropout, reductions
         self.example_shape = tuple(input_shape)
         self.rank = len(self.example_shape) - 1
         if self.rank not in (1, 2):
             raise ValueError(f"input_shape must be (length, channels) or (height, width, "
                              f"channels), got {input_shape}")
-        self._stack = _Stack(space.num_nodes, num_cells, width, self.rank, num_classes, dropout)
+        self._stack = _Stack(space.num_nodes, num_cells, width, self.rank, num_classes, dropout,
+                             reductions=reductions)
         self.stem, self.head = self._stack.stem, self._stack.head
         self.cells = self._stack.cells
         for c, cell in enumerate(self.cells):  # tracked by name for tf.train.Checkpoint
@@ -359,7 +363,8 @@ class MicroSupernet(keras.Model):
             raise ValueError("inherit_weights needs width equal to the supernet's width")
         model = build_micro_child(self.space, child, self.example_shape, self.num_classes,
                                   width, self.num_cells,
-                                  self.dropout if dropout is None else dropout, name)
+                                  self.dropout if dropout is None else dropout, name,
+                                  self.reductions)
         if inherit_weights:
             for layer in [self.stem, self.head] + [r for pair in self._stack.reduces.values()
                                                    for r in pair]:
@@ -375,13 +380,14 @@ class MicroSupernet(keras.Model):
 
 
 def build_micro_child(space: MicroSpace, child, input_shape, num_classes: int, width: int,
-                      num_cells: int = 1, dropout: float = 0.0,
-                      name: str = "child") -> keras.Model:
+                      num_cells: int = 1, dropout: float = 0.0, name: str = "child",
+                      reductions: int = 2) -> keras.Model:
     """Functional Keras model of a micro `child` with fresh weights."""
     child = space.validate(child)
     rank = len(input_shape) - 1
     arcs = {cell: _arc(space, child, cell) for cell in CELLS}
-    stack = _Stack(space.num_nodes, num_cells, width, rank, num_classes, dropout, arcs)
+    stack = _Stack(space.num_nodes, num_cells, width, rank, num_classes, dropout, arcs,
+                   reductions)
     inp = keras.Input(tuple(input_shape), name="input")
     out = stack.apply(inp, lambda cell, kind, inputs, kw: cell(inputs, training=kw["training"]),
                       None)

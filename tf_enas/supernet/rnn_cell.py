@@ -8,7 +8,8 @@ One step from input x_t and state h_{t−1} (width n), nodes 0..N−1 (cell_spac
 
 (z₁, z₂ the two halves of z; f ∈ {tanh, relu, identity, sigmoid}; the (1 − c) terms are
 ENAS's highway connections.) K_{i,j} is one weight per (node, earlier node) pair, shared by
-every child, as in ENAS. The supernet selects k_{j(i)} and K_{i,j(i)} by `tf.gather` and
+every child, as in ENAS. The supernet selects k_{j(i)} by `tf.gather`, K_{i,j(i)} by a
+one-hot contraction (a dense gradient) and
 f_i by a one-hot mix of the four activations (exact: the other three get weight 0), so one
 traced graph serves every child; the sequence is unrolled (fixed length).
 
@@ -41,7 +42,9 @@ class NodeKernel(keras.layers.Layer):
                                       initializer=keras.initializers.RandomUniform(-0.1, 0.1))
 
     def call(self, h, source=0):
-        return h @ tf.gather(self.kernel, source)
+        # a one-hot contraction, not tf.gather: the gradient stays a dense tensor
+        pick = tf.one_hot(source, self.num_sources, dtype=self.kernel.dtype)
+        return h @ tf.tensordot(pick, self.kernel, 1)
 
     def get_config(self):
         return super().get_config() | {"width": self.width, "num_sources": self.num_sources}
