@@ -52,3 +52,16 @@ def test_markdown_renders_every_measured_number():
                      "| 1000 | 300.0 | n/a | 2.5 | 1.0 | 2.50 | 5.00 | 6.00 | 2.50 |",
                      "test probe", "quick run"):
         assert expected in text, expected
+
+
+def test_cpu_time_markdown_renders_every_ratio():
+    unrolled = {"python_loop_over_plain": 2.75, "reverse_over_plain": 3.125,
+                "reverse_pow_over_plain": 4.5, "checkpointed_over_plain": 4.25,
+                "forward_over_plain": 5.5}
+    text = hypergrad_cost.cpu_time_markdown(
+        {"quick": False, "tensorflow": "2.x", "timing": "median of 10",
+         "models": {"mlp": unrolled, "cnn": dict(unrolled, reverse_over_plain=2.875)}})
+    assert hypergrad_cost.CPU_TIME_COMMAND in text
+    for expected in ("| 2.75 | 2.75 |", "| <= 3 | 3.12 | 2.88 |", "| 4.50 | 4.50 |",
+                     "| 4.25 | 4.25 |", "| 5.50 | 5.50 |"):
+        assert expected in text, expected

@@ -36,23 +36,24 @@ def _block(out):
             t.numpy()
 
 
-def _side_by_side(fns, repeats):
-    """{name: median seconds} with one warm-up call each, then `repeats` interleaved rounds."""
+def _side_by_side(fns, repeats, clock=time.perf_counter):
+    """{name: median seconds of clock} with one warm-up call each, then `repeats` interleaved
+    rounds."""
     for fn in fns.values():
         _block(fn())
     times = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start = clock()
             _block(fn())
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock() - start)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def _timed_first_call(fn):
-    start = time.perf_counter()
+def _timed_first_call(fn, clock=time.perf_counter):
+    start = clock()
     _block(fn())
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def _ce(y, logits):
@@ -184,7 +185,7 @@ def _power2(w):
     return w ** 2
 
 
-def _unrolled(f, params, shape, x, y, quick):
+def _unrolled(f, params, shape, x, y, quick, clock=time.perf_counter):
     steps = 6 if quick else 20  # the Python loop traces in O(K): keep quick runs short
     train_loss, val_loss = _minibatch_losses(f, shape, x, y, 128, len(params))
     train_loss_pow, _ = _minibatch_losses(f, shape, x, y, 128, len(params), _power2)
@@ -213,8 +214,8 @@ def _unrolled(f, params, shape, x, y, quick):
            "python_loop": lambda: python_loop(params, hparams),
            "checkpointed": lambda: checkpointed(params, hparams),
            "reverse_pow": lambda: reverse_pow(params, hparams)}
-    first = {name: _timed_first_call(fn) for name, fn in fns.items()}
-    t = _side_by_side(fns, 3 if quick else 10)
+    first = {name: _timed_first_call(fn, clock) for name, fn in fns.items()}
+    t = _side_by_side(fns, 3 if quick else 10, clock)
     return {"steps": steps, "batch": 128, "hparams": 2,
             "reverse_over_plain": t["reverse"] / t["plain"],
             "python_loop_over_plain": t["python_loop"] / t["plain"],
@@ -343,6 +344,58 @@ def measure(quick: bool = False) -> dict:
     result["wall_s"] = time.perf_counter() - start
     result["cpu_s"] = time.process_time()
     return result
+
+
+# ------------------------------------------------------------- CPU time, one thread
+CPU_TIME_COMMAND = ("python -c \"from tf_enas.benchmarks import hypergrad_cost as h; "
+                    "print(h.cpu_time_markdown(h.measure_cpu_time()))\"")
+
+
+def measure_cpu_time(quick: bool = False) -> dict:
+    """The unrolled ratios (see ``_unrolled``) by process CPU time with one TensorFlow thread.
+
+    Work rather than wall time: robust to other jobs on a shared machine, blind to what
+    parallelism buys. Needs a fresh process (TensorFlow fixes its thread pools at first use).
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError as err:
+        raise RuntimeError("measure_cpu_time() needs a fresh Python process: TensorFlow's "
+                           "thread pools are already initialized") from err
+    import keras
+    x, y = _data()
+    result = {"quick": quick, "tensorflow": tf.__version__,
+              "timing": "median process CPU time of %d interleaved rounds after a warm-up "
+                        "call, intra-op and inter-op threads = 1" % (3 if quick else 10),
+              "models": {}}
+    for name, (build, shape) in _models().items():
+        keras.utils.set_random_seed(0)
+        model = build()
+        f = hypergrad.functional_loss(model, _ce)
+        result["models"][name] = _unrolled(f, hypergrad.model_params(model), shape, x, y,
+                                           quick, clock=time.process_time)
+    return result
+
+
+def cpu_time_markdown(result: dict) -> str:
+    """A table of a measure_cpu_time() result."""
+    names = list(result["models"])
+    lines = ["Unrolled ratios by CPU time, one thread (" + result["timing"] + "; TensorFlow "
+             + result["tensorflow"] + (", quick run" if result["quick"] else "") + "). "
+             f"Regenerate: `{CPU_TIME_COMMAND}`.", "",
+             "| K steps / K plain steps, by CPU time | goal | " + " | ".join(names) + " |",
+             "|---|---|" + "---|" * len(names)]
+    rows = [("unrolled reverse, Python loop", "", "python_loop_over_plain"),
+            ("unrolled reverse, tf.while_loop (tensor K)", "<= 3", "reverse_over_plain"),
+            ("the same, weight decay written as w ** 2", "", "reverse_pow_over_plain"),
+            ("unrolled reverse, memory='checkpointed'", "", "checkpointed_over_plain"),
+            ("forward mode (2 hparams)", "", "forward_over_plain")]
+    for label, goal, key in rows:
+        lines.append(f"| {label} | {goal} | "
+                     + " | ".join(_opt(result["models"][n], key) for n in names) + " |")
+    return "\n".join(lines + [""])
 
 
 # ------------------------------------------------------------------------ report
