@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 
+import numpy as np
 import tensorflow as tf
 
 from tf_enas import hypergrad
@@ -22,6 +23,27 @@ HEAVY_BALL = hypergrad.optimizers.get("momentum")
 
 Hyperparameters = collections.namedtuple("Hyperparameters",
                                          ["learning_rate", "momentum", "weight_decay"])
+
+
+class ChildHyperparameters:
+    """(η, μ, λ) of a child (child, values): its continuous value, else its grid choice,
+    else the config's lr_max / momentum / l2."""
+
+    def __init__(self, config, space):
+        self.defaults = Hyperparameters(config.lr_max, config.momentum, config.l2)
+        self.continuous = {d.name: i for i, d in enumerate(config.decisions())}
+        self.grid = {k: (space.choice_index[k], tf.constant(np.asarray(v, np.float32)))
+                     for k, v in config.choices.items() if k in Hyperparameters._fields}
+
+    def __call__(self, child, values) -> Hyperparameters:
+        def pick(name):
+            if name in self.continuous:
+                return values[self.continuous[name]]
+            if name in self.grid:
+                index, grid = self.grid[name]
+                return tf.gather(grid, child[index])
+            return tf.constant(getattr(self.defaults, name), tf.float32)
+        return Hyperparameters(*(pick(k) for k in Hyperparameters._fields))
 
 
 class ChildObjective:

@@ -25,7 +25,6 @@ import os
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tf_enas import checkpoints
@@ -36,7 +35,7 @@ from tf_enas import results
 from tf_enas.controller import Controller
 from tf_enas.controller_phase import ControllerPhase
 from tf_enas.joint_controller import JointController
-from tf_enas.objective import Hyperparameters
+from tf_enas.objective import ChildHyperparameters
 from tf_enas.run_dir import RunDirectory, read_json_if_current, write_json_stamped
 from tf_enas.search_config import GROWABLE, SearchConfig
 from tf_enas.shared_weights import SharedWeights
@@ -58,8 +57,7 @@ class Search:
     from, and a stale one is never reused.
 
     Override points: `build_space`, `build_supernet`, `build_controller`,
-    `sample_children`, `update_policy`, `checkpoint_items` (extend with super()),
-    `child_hyperparameters`.
+    `sample_children`, `update_policy`, `checkpoint_items` (extend with super()).
     """
 
     def __init__(self, config: SearchConfig, output_dir: str, splits=None, verbose: int = 1,
@@ -81,11 +79,8 @@ class Search:
         self.x_train, self.y_train = (tf.constant(self.splits.x_train),
                                       tf.constant(self.splits.y_train))
         self.x_val, self.y_val = tf.constant(self.splits.x_val), tf.constant(self.splits.y_val)
-        self._grid = {k: tf.constant(np.asarray(v, np.float32)) for k, v in cfg.choices.items()
-                      if k in Hyperparameters._fields}
-        self._continuous = {d.name: i for i, d in enumerate(cfg.decisions())}
         self.shared = SharedWeights(self.supernet, cfg, self.steps_per_epoch,
-                                    self.child_hyperparameters)
+                                    ChildHyperparameters(cfg, self.space))
         self.phase = ControllerPhase(cfg, self.controller, self.shared, self.x_train,
                                      self.y_train, self.sample_children, self.update_policy)
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
@@ -137,20 +132,6 @@ class Search:
                     batch_rng=self.phase.batch_rng, epoch=self.epoch, elapsed=self.elapsed,
                     history=self.history_json)
 
-    def child_hyperparameters(self, child, values) -> Hyperparameters:
-        """(η, μ, λ) of one child: its continuous value, else its grid choice, else the
-        config's lr_max / momentum / l2."""
-        cfg = self.config
-        defaults = Hyperparameters(cfg.lr_max, cfg.momentum, cfg.l2)
-
-        def pick(name):
-            if name in self._continuous:
-                return values[self._continuous[name]]
-            if name in self._grid:
-                return tf.gather(self._grid[name], child[self.space.choice_index[name]])
-            return tf.constant(getattr(defaults, name), tf.float32)
-        return Hyperparameters(*(pick(k) for k in Hyperparameters._fields))
-
     # --- the two phases ------------------------------------------------------------------
     @tf.function(autograph=False)
     def train_step(self, x, y):
@@ -163,21 +144,9 @@ class Search:
         return self.phase.step(x, y)
 
     # --- loop ------------------------------------------------------------------------------
-    def _epoch_batches(self, epoch: int, n: int, size: int, count: int, salt: int):
-        """`count` index batches of `size` from a permutation seeded by (seed, epoch, salt),
-        so a resumed run draws the same batches."""
-        rng = np.random.default_rng([self.config.seed, epoch, salt])
-        idx = np.concatenate([rng.permutation(n) for _ in range(1 + count * size // n)])
-        return idx[: count * size].reshape(count, size)
-
     @property
     def history(self) -> list:
         return json.loads(self.history_json.numpy().decode())
-
-    def _log(self, logs: dict, step: int):
-        with self.writer.as_default(step=step):
-            for k, v in logs.items():
-                tf.summary.scalar(k, v)
 
     def search(self) -> list:
         """Runs (or resumes) the search epochs; returns the history."""
@@ -191,7 +160,7 @@ class Search:
                                       stateful_metrics=["reward", "entropy", "loss"])
         progbar.update(int(self.epoch.numpy()))
         n_val = min(cfg.val_batch_size, len(self.splits.x_val))
-        names = list(self._continuous)
+        names = [d.name for d in cfg.decisions()]
         while self.epoch.numpy() < cfg.epochs:
             epoch = int(self.epoch.numpy())
             last = history[-1]["seconds"] if history else 0.0
@@ -199,12 +168,12 @@ class Search:
                 break
             start = time.time()
             steps = []
-            for b in self._epoch_batches(epoch, len(self.splits.x_train), cfg.batch_size,
-                                         self.steps_per_epoch, 0):
+            for b in epoch_logs.batches(cfg.seed, epoch, len(self.splits.x_train),
+                                        cfg.batch_size, self.steps_per_epoch, 0):
                 steps.append(epoch_logs.scalars(self.train_step(
                     tf.gather(self.x_train, b), tf.gather(self.y_train, b)), names))
-            for b in self._epoch_batches(epoch, len(self.splits.x_val), n_val,
-                                         cfg.controller_steps, 1):
+            for b in epoch_logs.batches(cfg.seed, epoch, len(self.splits.x_val), n_val,
+                                        cfg.controller_steps, 1):
                 steps.append(epoch_logs.scalars(self.controller_step(
                     tf.gather(self.x_val, b), tf.gather(self.y_val, b)), names))
             logs = epoch_logs.means(steps)
@@ -212,7 +181,7 @@ class Search:
             seconds = time.time() - start
             history.append({"epoch": epoch + 1, "seconds": seconds, **logs,
                             **plots.policy_snapshot(self.controller, [cfg.seed, epoch])})
-            self._log(logs, epoch + 1)
+            epoch_logs.to_tensorboard(self.writer, logs, epoch + 1)
             self.epoch.assign_add(1)
             self.elapsed.assign_add(seconds)
             self.history_json.assign(json.dumps(history))
