@@ -1,0 +1,47 @@
+"""Hand-designed baselines for the cell spaces, trained by the same retrain harness as a
+found child (tf_enas.retrain.train: same splits, optimizer, schedule, epochs).
+
+    python -m tf_enas.benchmarks.cell_baselines --model=gru --seed=0 --epochs=40
+
+prints one JSON line: test/val accuracy, parameters, seconds.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import keras
+
+from tf_enas import data
+from tf_enas.retrain import RetrainConfig, train
+
+
+def gru(input_shape, num_classes: int, width: int = 64) -> keras.Model:
+    """keras GRU over the sequence, logits from its last state (MNIST-1D's GRU baseline)."""
+    inp = keras.Input(tuple(input_shape))
+    return keras.Model(inp, keras.layers.Dense(num_classes)(keras.layers.GRU(width)(inp)),
+                       name="gru")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", choices=["gru"], default="gru")
+    p.add_argument("--dataset", default="mnist1d")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--width", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--learning_rate", type=float, default=3e-3)
+    p.add_argument("--weight_decay", type=float, default=5e-2)
+    args = p.parse_args(argv)
+    splits = data.load(args.dataset, args.seed, 0.1)
+    keras.utils.set_random_seed(args.seed)
+    model = gru(splits.input_shape, splits.num_classes, args.width)
+    config = RetrainConfig(epochs=args.epochs, learning_rate=args.learning_rate,
+                           weight_decay=args.weight_decay)
+    metrics = train(model, splits, config)
+    print(json.dumps({"model": args.model, "seed": args.seed, "width": args.width,
+                      "epochs": args.epochs, "params": int(model.count_params())} | metrics))
+
+
+if __name__ == "__main__":
+    main()
