@@ -114,3 +114,13 @@ def test_config_names_the_space():
         SearchConfig(space="nas").validate()
     with pytest.raises(ValueError, match="num_nodes must be >= 1"):
         SearchConfig(space="micro", num_nodes=0).validate()
+
+
+@pytest.mark.parametrize("space", [MicroSpace(3, choices={"learning_rate": (0.01, 0.1)}),
+                                   RNNCellSpace(4, choices={"learning_rate": (0.01, 0.1)})])
+def test_of_child_rebuilds_a_space_for_the_text(space):
+    child = space.random(np.random.default_rng(5))
+    text = space.to_string(child)
+    smallest = type(space).of_child(text)
+    assert smallest.num_nodes == space.num_nodes
+    assert smallest.to_string(smallest.parse(text)) == text

@@ -65,6 +65,24 @@ class _CellSpace(SearchSpace):
     def __repr__(self):
         return f"{type(self).__name__}(num_nodes={self.num_nodes}, choices={self.choices})"
 
+    @classmethod
+    def of_child(cls, text: str):
+        """The smallest space a child's text form lives in: its number of nodes and one
+        value per named choice; `space.parse(text)` then gives the child."""
+        parts = [p.strip() for p in text.split(";") if p.strip()]
+        arch = [p for p in parts if "=" not in p]
+        if not arch:
+            raise ValueError(f"child {text!r}: no cell in it")
+        choices = {}
+        for p in parts:
+            if "=" in p:
+                name, _, value = p.partition("=")
+                try:
+                    choices[name.strip()] = (float(value),)
+                except ValueError:
+                    raise ValueError(f"child {text!r}: {p!r} is not name=number") from None
+        return cls(cls._count_nodes(arch[0]), choices)
+
     def _split(self, text: str):
         """(architecture part, choices part) of a text form."""
         parts = [p.strip() for p in text.split(";") if p.strip()]
@@ -99,6 +117,10 @@ class MicroSpace(_CellSpace):
 
     def __init__(self, num_nodes: int = 5, choices=None):
         super().__init__(num_nodes, MICRO_OPS, choices)
+
+    @staticmethod
+    def _count_nodes(cell_text):
+        return len(cell_text.partition(":")[2].split(","))
 
     def _cell_decisions(self):
         out = []
@@ -197,6 +219,10 @@ class RNNCellSpace(_CellSpace):
 
     def __init__(self, num_nodes: int = 8, choices=None):
         super().__init__(num_nodes, ACTIVATIONS, choices)
+
+    @staticmethod
+    def _count_nodes(cell_text):
+        return len(cell_text.split("|"))
 
     def _cell_decisions(self):
         out = []
