@@ -289,6 +289,9 @@ def test_every_bad_file_is_named_in_a_clear_error(tmp_path):
     p = _npz_file(tmp_path, "labels.npz", x_train=x, y_train=y + 1, x_test=x, y_test=y)
     cases.append(("npz", p, rf"y_train of {p} \(dataset 'npz'\) has too few examples of 1 "
                   r"class\(es\) \(class 0: 0\)"))
+    p = _npz_file(tmp_path, "one_based.npz", x_train=x, y_train=y + 1)
+    cases.append(("npz", p, rf"y_train of {p} \(dataset 'npz'\) has labels 1..3 and no 0; "
+                  r"expected class indices 0..K-1 \(subtract 1"))
     p = _npz_file(tmp_path, "neg.npz", x_train=x, y_train=y - 1)
     cases.append(("npz", p, rf"y_train of {p} \(dataset 'npz'\) has labels outside"))
     p = _npz_file(tmp_path, "shape.npz", x_train=x.reshape(90, 2, 2, 2, 2), y_train=y)

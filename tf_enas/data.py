@@ -331,6 +331,11 @@ def from_arrays(x_train, y_train, x_test, y_test, name: str = "arrays", seed: in
     _check_finite(x_tr, "x_train", source)
     _check_finite(x_te, "x_test", source)
     if num_classes is None:
+        low = int(min(y_tr.min(), y_te.min()))
+        if low >= 1:
+            raise ValueError(f"y_train of {source} has labels {low}..{int(y_tr.max())} and no "
+                             f"0; expected class indices 0..K-1 (subtract {low}, or pass "
+                             "num_classes if class 0 has no examples)")
         num_classes = int(max(y_tr.max(), y_te.max(), -1) + 1)
     _check_labels(y_tr, num_classes, "y_train", source)
     _check_labels(y_te, num_classes, "y_test", source)
