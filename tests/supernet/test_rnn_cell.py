@@ -8,15 +8,16 @@ import tensorflow as tf
 
 from tests.supernet.test_ops import float64, functional, relative_hvp_error  # noqa: F401
 from tf_enas.cell_space import ACTIVATIONS, RNNCellSpace
-from tf_enas.supernet.rnn_cell import RNNSupernet
+from tf_enas.supernet.rnn_cell import CARRY_BIAS, RNNSupernet
 
 NP_ACT = {"tanh": np.tanh, "relu": lambda z: np.maximum(z, 0), "identity": lambda z: z,
           "sigmoid": lambda z: 1 / (1 + np.exp(-z))}
 
 
 def numpy_step(x, h, k0, node_kernels, inputs, acts):
-    """ENAS's cell, written out: node 0 from [x, h], node i from node inputs[i], highway."""
-    sig = NP_ACT["sigmoid"]
+    """ENAS's cell, written out: node 0 from [x, h], node i from node inputs[i], highway
+    (gate offset by −CARRY_BIAS)."""
+    sig = lambda z: NP_ACT["sigmoid"](z - CARRY_BIAS)  # noqa: E731
     n = h.shape[-1]
     z = np.concatenate([x, h], -1) @ k0
     c = sig(z[:, :n])

@@ -6,7 +6,10 @@ One step from input x_t and state h_{t−1} (width n), nodes 0..N−1 (cell_spac
     node i:  z = k_{j(i)} K_{i,j(i)},     c = σ(z₁),  k_i = c ⊙ f_i(z₂) + (1 − c) ⊙ k_{j(i)}
     h_t = mean of the loose ends (nodes no later node reads)
 
-(z₁, z₂ the two halves of z; f ∈ {tanh, relu, identity, sigmoid}; the (1 − c) terms are
+(z₁, z₂ the two halves of z, and σ(z₁ − 3) in place of σ(z₁): a fixed offset so that
+a new cell starts by carrying its state (c ≈ 0.05, like an LSTM's forget-gate bias); with
+σ(z₁) ≈ 0.5 every node halves the state and a 40-step sequence is forgotten — on MNIST-1D
+the retrained cells stayed at chance (10%); f ∈ {tanh, relu, identity, sigmoid}; the (1 − c) terms are
 ENAS's highway connections.) K_{i,j} is one weight per (node, earlier node) pair, shared by
 every child, as in ENAS. The supernet selects k_{j(i)} by `tf.gather`, K_{i,j(i)} by a
 one-hot contraction (a dense gradient) and
@@ -38,8 +41,10 @@ class NodeKernel(keras.layers.Layer):
 
     def build(self, input_shape=None):
         n = self.width
+        limit = (6.0 / (3 * n)) ** 0.5  # Glorot-uniform of each (n, 2n) slice
         self.kernel = self.add_weight(shape=(self.num_sources, n, 2 * n), name="kernel",
-                                      initializer=keras.initializers.RandomUniform(-0.1, 0.1))
+                                      initializer=keras.initializers.RandomUniform(-limit,
+                                                                                   limit))
 
     def call(self, h, source=0):
         # a one-hot contraction, not tf.gather: the gradient stays a dense tensor
@@ -50,9 +55,12 @@ class NodeKernel(keras.layers.Layer):
         return super().get_config() | {"width": self.width, "num_sources": self.num_sources}
 
 
+CARRY_BIAS = 3.0
+
+
 def _highway(z, prev, act):
     n = prev.shape[-1]
-    c = tf.sigmoid(z[:, :n])
+    c = tf.sigmoid(z[:, :n] - CARRY_BIAS)
     return c * act(z[:, n:]) + (1.0 - c) * prev
 
 
@@ -71,9 +79,7 @@ class ENASCell(keras.layers.Layer):
         self.arc = None if arc is None else {k: [int(a) for a in v] for k, v in arc.items()}
         self.state_size = width
         self.output_size = width
-        self.input_kernel = keras.layers.Dense(2 * width, use_bias=False, name="input_kernel",
-                                               kernel_initializer=keras.initializers.RandomUniform(
-                                                   -0.1, 0.1))
+        self.input_kernel = keras.layers.Dense(2 * width, use_bias=False, name="input_kernel")
         self.node_kernels = [NodeKernel(width, i if arc is None else 1, name=f"node_{i}")
                              for i in range(1, num_nodes)]
         for k in self.node_kernels:
