@@ -121,7 +121,7 @@ def test_bad_files_are_usage_errors_naming_the_file(tmp_path):
     bad = tmp_path / "bad.npz"
     np.savez(bad, x_train=np.zeros((40, 8)), y_train=np.arange(40) % 2 + 5)
     with pytest.raises(app.UsageError, match=rf"--dataset=npz: y_train of {bad} "
-                       r"\(dataset 'npz'\) has too few examples"):
+                       r"\(dataset 'npz'\) has labels 5..6 and no 0"):
         _run_binary(["--dataset=npz", f"--dataset_path={bad}", *TINY,
                      f"--output_dir={tmp_path / 'run'}"])
     with pytest.raises(flags.IllegalFlagValueError, match="--dataset_path=FILE"):
