@@ -364,3 +364,21 @@ def test_as_splits_takes_what_a_search_accepts():
         data.as_splits("mnist1d")
     with pytest.raises(ValueError, match="x_train of dataset 'arrays' has non-finite"):
         data.as_splits((np.full_like(x, np.nan), y))
+
+
+def test_search_takes_arrays_or_a_tf_data_dataset(tmp_path):
+    import tensorflow as tf
+
+    from tf_enas.search import Search, SearchConfig
+
+    x, y = _own(n=90, shape=(12,))
+    config = SearchConfig(num_layers=1, width=4, batch_size=16, val_fraction=0.2)
+    ds = tf.data.Dataset.from_tensor_slices((x.astype("float32"), y))
+    for i, given in enumerate([(x[:60], y[:60], x[60:], y[60:]), (x, y), ds]):
+        search = Search(config, str(tmp_path / str(i)), splits=given, verbose=0)
+        try:
+            s = search.splits
+            assert s.input_shape == (12, 1) and s.num_classes == 3
+            assert len(s.x_test) == (30 if i == 0 else 18)
+        finally:
+            search.close()

@@ -65,7 +65,8 @@ class Search:
         self.config = cfg = config.validate()
         self.output_dir = output_dir
         self.verbose = verbose
-        self.splits = (data_lib.validate_splits(splits) if splits is not None else
+        self.splits = (data_lib.as_splits(splits, cfg.seed, cfg.val_fraction)
+                       if splits is not None else
                        data_lib.load(cfg.dataset, cfg.seed, cfg.val_fraction,
                                      path=cfg.dataset_path, num_samples=cfg.num_samples))
         self.space = self.build_space()
