@@ -116,7 +116,8 @@ def tiny_text(n=600, seed=0):
 
 def test_char_language_model_learns_the_tiny_text():
     """Per-step logits (sequence_output): a fixed child trained by Adam on the supernet's
-    weights gets below the unigram entropy of the text (what a model ignoring the past gets)."""
+    weights gets 20% below the unigram entropy of the text (the best a model ignoring the
+    past can do)."""
     text = tiny_text()
     vocab = sorted(set(text))
     ids = np.array([vocab.index(c) for c in text])
@@ -143,4 +144,4 @@ def test_char_language_model_learns_the_tiny_text():
 
     for _ in range(40):
         loss = float(step(x, y))
-    assert loss < 0.7 * unigram, (loss, unigram)
+    assert loss < 0.8 * unigram, (loss, unigram)
