@@ -45,8 +45,9 @@ class ControllerPhase:
         return self._step(x, y, estimator) | {
             "response/computed": float(is_response and estimator is not self.score_only)}
 
-    @tf.function(autograph=False)
-    def _step(self, x, y, estimator):
+    def _evaluate(self, x, y, estimator):
+        """Samples a batch of children and evaluates it: (children, values, losses,
+        accuracies, rewards, terms, weight of the terms, logs)."""
         cfg = self.config
         children, values = self.sample_children(cfg.controller_batch)
         idx = self.batch_rng.uniform([cfg.lookahead_batch_size], 0,
@@ -54,9 +55,23 @@ class ControllerPhase:
         train_batch = (tf.gather(self.x_train, idx), tf.gather(self.y_train, idx))
         losses, accs, terms, logs = estimator.evaluate(
             self.shared.objective, self.shared.state(), children, values, (x, y), train_batch)
-        rewards = self.rewards(losses, accs)
         weight = cfg.response_weight * (cfg.response_every if estimator.adds_term else 1)
-        logs = dict(logs) | self.update_policy(children, values, rewards, terms, weight)
+        return (children, values, losses, accs, self.rewards(losses, accs), terms, weight,
+                dict(logs))
+
+    @tf.function(autograph=False)
+    def gradient_estimate(self, x, y, estimator):
+        """One estimate of ∇_φ J with `estimator` (weight 1), changing nothing but the
+        random streams: the controller's gradients as a list."""
+        children, values, _, _, rewards, terms, _, _ = self._evaluate(x, y, estimator)
+        return self.controller.gradients(children, values, rewards, response=terms)[0]
+
+    @tf.function(autograph=False)
+    def _step(self, x, y, estimator):
+        cfg = self.config
+        children, values, losses, accs, rewards, terms, weight, logs = self._evaluate(
+            x, y, estimator)
+        logs = logs | self.update_policy(children, values, rewards, terms, weight)
         for i, name in enumerate(self.continuous):
             logs[f"controller/{name}"] = tf.reduce_mean(values[:, i])
         return logs | {"controller/best_reward": tf.reduce_max(rewards),
