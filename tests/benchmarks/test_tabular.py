@@ -56,6 +56,19 @@ def test_hpolib_keeps_numeric_grids_and_minimizes():
     assert t.best <= t.median
 
 
+def test_hpobench_grids_in_their_declared_types():
+    t = Table("hpobench/australian", seed=0)
+    assert t.direction == "maximize" and t.metric == "val_acc"
+    assert all(type(v) is float for v in t.space.choices["alpha"])  # the table's 1 → 1.0
+    t.space.to_hyperparameters()  # keras-tuner takes one type per Choice
+    last = np.array([d.num_values - 1 for d in t.space.decisions], np.int32)
+    # HPOBench("australian") at alpha 1, batch 256, depth 3, lr 1, width 1024, 60 calls:
+    hand = {0.584634663582032, 0.6296992481203008, 0.7066223250433776, 0.8166088297667244,
+            0.844081357239252}
+    assert {t.evaluate(last) for _ in range(60)} == hand
+    assert t.mean(last) == pytest.approx(np.mean(sorted(hand)), rel=1e-12)
+
+
 def test_bad_table_names_are_named():
     assert NB201 in available() and "hpobench/australian" in available()
     for name, match in (("nasbench201", "benchmark/dataset"), ("nb301/cifar10", "nb301"),
@@ -113,7 +126,7 @@ def test_summary_by_hand(tmp_path):
     assert set(by["controller"]["regret"]) == {25, 50}  # no checkpoint past the run
     assert by["optuna_tpe"]["rank"] == 1 and by["controller"]["rank"] == 2
     text = tabular_report.markdown(rows)
-    assert "| controller | 2 ± 0 | 1 ± 0.5 |" in text and "mean rank" in text
+    assert "| controller | 2 | 2 ± 0 | 1 ± 0.5 |" in text and "mean rank" in text
     tabular_report.plot(rows, str(tmp_path / "p.png"))
     assert (tmp_path / "p.png").stat().st_size > 1000
 

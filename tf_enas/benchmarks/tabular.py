@@ -53,7 +53,11 @@ class Table:
         self.bench = cls(dataset_name=dataset, seed=seed)
         self.metric = self.bench.metric_names[0]
         self.direction = self.bench.directions[self.metric]  # "maximize" or "minimize"
-        self.space = SearchSpace(choices=self.bench.search_space)
+        # each grid in its declared type (HPOBench's alpha grid mixes 1 with floats, which
+        # keras-tuner's Choice rejects)
+        types = self.bench.param_types
+        self.space = SearchSpace(choices={k: [types[k](v) for v in grid]
+                                          for k, grid in self.bench.search_space.items()})
         self._means = self._seed_means()
         values = np.fromiter(self._means.values(), float)
         self.best = float(values.max() if self.maximize else values.min())

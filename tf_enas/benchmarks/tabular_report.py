@@ -88,12 +88,13 @@ def markdown(rows) -> str:
         cps = [c for c in CHECKPOINTS if c in same[0]["regret"]]
         t = Table(table)
         lines += [f"### {table} ({t.metric}, {t.direction}; best {t.best:.5g}, median "
-                  f"{t.median:.5g}; {same[0]['seeds']} seeds)", "",
-                  "| method | " + " | ".join(f"regret @{c}" for c in cps)
+                  f"{t.median:.5g})", "",
+                  "| method | seeds | " + " | ".join(f"regret @{c}" for c in cps)
                   + " | normalized final | rank | ms / evaluation |",
-                  "|---|" + "---:|" * (len(cps) + 3)]
+                  "|---|" + "---:|" * (len(cps) + 4)]
         for s in same:
-            lines.append(f"| {s['method']} | " + " | ".join(_fmt(s["regret"][c]) for c in cps)
+            lines.append(f"| {s['method']} | {s['seeds']} | "
+                         + " | ".join(_fmt(s["regret"][c]) for c in cps)
                          + f" | {_fmt(s['normalized_final'])} | {s['rank']} | "
                          f"{s['overhead_ms']:.1f} |")
         lines.append("")
