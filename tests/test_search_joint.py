@@ -1,7 +1,6 @@
 """The joint search is configuration of Search: config errors name the setting, a run's
 result.json holds the chosen optimizer hyperparameters that the retrain used, a child with
 a huge learning rate gets the worst reward, and a new estimator plugs into the loop."""
-import dataclasses
 import json
 import os
 

@@ -48,7 +48,7 @@ def test_unrolled_k1_matches_closed_form_with_shared_velocity(tmp_path, splits):
                                               train)
     scale = float(search.shared.lr_scale())
     for i in range(2):
-        child, (lr, mom, wd) = children[i], values[i].numpy()
+        child, (lr, mom, _) = children[i], values[i].numpy()
         g0 = _grad(lambda p: obj.train_loss(p, child, values[i], *train), params)
         step = [mom * v + g for v, g in zip(velocity, g0)]
         w1 = [p - lr * scale * s for p, s in zip(params, step)]

@@ -17,7 +17,6 @@ import tempfile
 import time
 
 import numpy as np
-import tensorflow as tf
 
 from tf_enas import hypergrad
 from tf_enas import response

@@ -16,7 +16,7 @@ import tempfile
 from absl import app, flags
 
 from tf_enas.bin import common_flags
-from tf_enas.bin import search as binary  # noqa: F401  (defines the search flags)
+from tf_enas.bin import search  # noqa: F401  (defines the search flags)
 from tf_enas.search import Search
 
 FLAGS = flags.FLAGS

@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tf_enas.space import SearchSpace
