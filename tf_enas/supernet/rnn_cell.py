@@ -23,7 +23,6 @@ in `keras.layers.RNN`.
 from __future__ import annotations
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tf_enas.cell_space import ACTIVATIONS, RNNCellSpace
