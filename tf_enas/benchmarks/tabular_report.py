@@ -5,7 +5,7 @@ shard runs a slice of it, shards.py); ``run_jobs`` runs them (one row each,
 tabular_methods.run); ``summary(rows)`` gives, per table and method, the regret at
 25/50/100/200 evaluations (mean ± standard error over seeds; checkpoints past the run's
 length are left out), the normalized final regret, and the method's rank on the table
-(1 = lowest mean final regret); ``markdown`` and ``plot`` render it.
+(1 = lowest mean final regret; ties share a rank); ``markdown`` and ``plot`` render it.
 """
 from __future__ import annotations
 
@@ -65,9 +65,9 @@ def summary(rows) -> list[dict]:
                 item["regret"][c] = _mean_se([r["regret_curve"][c - 1] for r in rs])
         out.append(item)
     for table in {s["table"] for s in out}:
-        same = sorted((s for s in out if s["table"] == table), key=lambda s: s["final"][0])
-        for rank, s in enumerate(same, 1):
-            s["rank"] = rank
+        same = [s for s in out if s["table"] == table]
+        for s in same:  # ties share the better rank
+            s["rank"] = 1 + sum(o["final"][0] < s["final"][0] for o in same)
     return out
 
 
@@ -99,10 +99,11 @@ def markdown(rows) -> str:
                          f"{s['overhead_ms']:.1f} |")
         lines.append("")
     methods = dict.fromkeys(s["method"] for s in items)
-    lines += ["### mean rank over the tables", "", "| method | mean rank |", "|---|---:|"]
+    lines += ["### mean rank over the tables", "", "| method | mean rank | tables |",
+              "|---|---:|---:|"]
     for m in methods:
         ranks = [s["rank"] for s in items if s["method"] == m]
-        lines.append(f"| {m} | {np.mean(ranks):.2f} |")
+        lines.append(f"| {m} | {np.mean(ranks):.2f} | {len(ranks)} |")
     return "\n".join(lines)
 
 
@@ -114,6 +115,8 @@ def plot(rows, path: str) -> None:
     import matplotlib.pyplot as plt
 
     tables = list(dict.fromkeys(f"{r['benchmark']}/{r['dataset']}" for r in rows))
+    methods = list(tabular_methods.METHODS)  # one color per method in every panel
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     fig, axes = plt.subplots(1, len(tables), figsize=(4.5 * len(tables), 3.6), squeeze=False)
     for ax, table in zip(axes[0], tables):
         same = [r for r in rows if f"{r['benchmark']}/{r['dataset']}" == table]
@@ -124,13 +127,16 @@ def plot(rows, path: str) -> None:
             m = c.mean(0)
             se = c.std(0, ddof=1) / np.sqrt(len(c)) if len(c) > 1 else np.zeros(n)
             x = np.arange(1, n + 1)
-            ax.plot(x, m, label=method)
-            ax.fill_between(x, np.maximum(m - se, 1e-12), m + se, alpha=0.2)
+            color = colors[methods.index(method) % len(colors)]
+            ax.plot(x, m, label=method, color=color,
+                    linestyle="--" if method == "policy_oracle" else "-")
+            ax.fill_between(x, np.maximum(m - se, 1e-12), m + se, alpha=0.2, color=color)
         ax.set_yscale("log")
         ax.set_xlabel("evaluations")
         ax.set_title(table)
     axes[0][0].set_ylabel("regret (table mean)")
-    axes[0][-1].legend(fontsize=7)
+    handles = {h.get_label(): h for ax in axes[0] for h in ax.get_lines()}
+    axes[0][-1].legend(list(handles.values()), list(handles), fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
