@@ -38,7 +38,7 @@ METHODS = ("controller", "policy_oracle", "kt_random", "kt_bayesian", "optuna_tp
 
 def controller_config():
     """The controller's settings for tabular search (chosen on nasbench201/cifar10 and
-    hpolib/slice_localization; see BENCHMARKS_tabular.md)."""
+    hpolib/slice_localization; see BENCHMARKS.md, tabular section)."""
     from tf_enas.tuner.policy_oracle import default_controller_config
 
     return default_controller_config()

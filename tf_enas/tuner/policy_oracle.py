@@ -26,7 +26,7 @@ Switch any keras-tuner search to it with one line, `oracle=PolicyOracle(...)`:
   stops. A space with nothing to tune runs its defaults once.
 * `update` (a PolicyUpdate) says how the controller learns. The default, one step on
   the "top" utilities (CMA-ES weights of the better half) of every trial so far, was
-  chosen on NAS-Bench-201 cifar10 and HPOLib slice_localization (BENCHMARKS_tabular.md):
+  chosen on NAS-Bench-201 cifar10 and HPOLib slice_localization (BENCHMARKS.md, tabular section):
   it reached less than half the regret of plain REINFORCE (one raw-reward step per
   trial) there.
 
