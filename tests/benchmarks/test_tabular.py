@@ -153,6 +153,8 @@ def test_binary_shards_and_merge(tmp_path):
 
     common = ["--sections=tabular", f"--tabular={NB201}", "--tabular_methods=optuna_random",
               "--tabular_seeds=3", "--evaluations=6"]
+    if "output_dir" in flags.FLAGS:  # another test imported the search binary's flags here
+        common.append(f"--output_dir={tmp_path}")
 
     def main(*args):
         try:
