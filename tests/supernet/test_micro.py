@@ -9,6 +9,7 @@ import tensorflow as tf
 from tests.supernet.test_ops import float64, functional, relative_hvp_error  # noqa: F401
 from tf_enas.cell_space import MICRO_OPS, MicroSpace
 from tf_enas.supernet.micro import Cell, MicroSupernet, MixedOp, Reduce, make_micro_op
+from tests.supernet.traces import traces_over_twenty_children
 
 
 @pytest.mark.parametrize("rank", [1, 2])
@@ -140,22 +141,7 @@ def test_child_model_with_inherited_weights_equals_supernet(shape):
 def test_twenty_children_one_trace():
     space = MicroSpace(2)
     net = MicroSupernet(space, (16, 1), 10, width=4)
-    traces = []
-
-    @tf.function
-    def step(x, child):
-        traces.append(1)
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(net(x, child, training=True) ** 2)
-        return tape.gradient(loss, net.trainable_variables)
-
-    x = tf.random.normal((4, 16, 1))
-    rng = np.random.default_rng(0)
-    children = {space.to_string(c): c for c in (space.random(rng) for _ in range(40))}
-    assert len(children) >= 20
-    for c in list(children.values())[:20]:
-        step(x, tf.constant(c))
-    assert len(traces) == 1
+    assert traces_over_twenty_children(net, space, tf.random.normal((4, 16, 1))) == 1
 
 
 def test_child_model_saves_and_loads(tmp_path):

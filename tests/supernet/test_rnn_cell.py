@@ -9,6 +9,7 @@ import tensorflow as tf
 from tests.supernet.test_ops import float64, functional, relative_hvp_error  # noqa: F401
 from tf_enas.cell_space import ACTIVATIONS, RNNCellSpace
 from tf_enas.supernet.rnn_cell import CARRY_BIAS, RNNSupernet
+from tests.supernet.traces import traces_over_twenty_children
 
 NP_ACT = {"tanh": np.tanh, "relu": lambda z: np.maximum(z, 0), "identity": lambda z: z,
           "sigmoid": lambda z: 1 / (1 + np.exp(-z))}
@@ -88,22 +89,7 @@ def test_child_model_with_inherited_weights_equals_supernet(sequence_output):
 def test_twenty_children_one_trace():
     space = RNNCellSpace(4)
     net = RNNSupernet(space, (6, 1), 3, width=4)
-    traces = []
-
-    @tf.function
-    def step(x, child):
-        traces.append(1)
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(net(x, child, training=True) ** 2)
-        return tape.gradient(loss, net.trainable_variables)
-
-    x = tf.random.normal((4, 6, 1))
-    rng = np.random.default_rng(0)
-    children = {space.to_string(c): c for c in (space.random(rng) for _ in range(60))}
-    assert len(children) >= 20
-    for c in list(children.values())[:20]:
-        step(x, tf.constant(c))
-    assert len(traces) == 1
+    assert traces_over_twenty_children(net, space, tf.random.normal((4, 6, 1))) == 1
 
 
 def tiny_text(n=600, seed=0):
