@@ -32,6 +32,8 @@ from tf_enas import data as data_lib
 from tf_enas import epoch_logs
 from tf_enas import plots
 from tf_enas import results
+from tf_enas.cell_controller import make_controller as make_cell_controller
+from tf_enas.cell_space import SPACES as CELL_SPACES
 from tf_enas.controller import Controller
 from tf_enas.controller_phase import ControllerPhase
 from tf_enas.joint_controller import JointController
@@ -41,10 +43,9 @@ from tf_enas.search_config import GROWABLE, SearchConfig
 from tf_enas.shared_weights import SharedWeights
 from tf_enas.space import SearchSpace
 from tf_enas.supernet import Supernet
-from tf_enas.cell_controller import make_controller as make_cell_controller
-from tf_enas.cell_space import SPACES as CELL_SPACES
 from tf_enas.supernet.micro import MicroSupernet
 from tf_enas.supernet.rnn_cell import RNNSupernet
+
 
 class Search:
     """A resumable search over `config`, writing into `output_dir`.
