@@ -150,9 +150,11 @@ class Search:
     def history(self) -> list:
         return json.loads(self.history_json.numpy().decode())
 
-    def search(self) -> list:
-        """Runs (or resumes) the search epochs; returns the history."""
+    def search(self, time_budget_s: float | None = None) -> list:
+        """Runs (or resumes) the search epochs until `epochs` or the time budget (default
+        config.time_budget_s; a larger one continues the same search); returns the history."""
         cfg = self.config
+        budget = time_budget_s or cfg.time_budget_s
         restored = checkpoints.restore_readable(self.checkpoint, self.manager,
                                                 assert_consumed=True)
         if restored and self.verbose:
@@ -166,7 +168,7 @@ class Search:
         while self.epoch.numpy() < cfg.epochs:
             epoch = int(self.epoch.numpy())
             last = history[-1]["seconds"] if history else 0.0
-            if cfg.time_budget_s and self.elapsed.numpy() + last > cfg.time_budget_s:
+            if budget and self.elapsed.numpy() + last > budget:
                 break
             start = time.time()
             steps = []
