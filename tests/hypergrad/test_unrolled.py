@@ -176,11 +176,11 @@ def logistic_losses(x, t, xv, tv):
     return train_loss, val_loss
 
 
-def numpy_train(x, t, w, hp, steps, optimizer):
+def numpy_train(x, t, w, hp, steps, optimizer, m0=None):
     """Reference loop (textbook heavy-ball momentum / Adam) in numpy, returns w_K."""
     lr, mu, l2 = np.exp(hp[0]), 1 / (1 + np.exp(-hp[1])), np.exp(hp[2])
     xb, tb = x.reshape(3, 8, 4), t.reshape(3, 8)
-    m, v = np.zeros_like(w), np.zeros_like(w)
+    m, v = (np.zeros_like(w) if m0 is None else m0), np.zeros_like(w)
     for k in range(steps):
         xi, ti = xb[k % 3], tb[k % 3]
         g = xi.T @ (1 / (1 + np.exp(-xi @ w)) - ti) / len(ti) + l2 * w
@@ -227,6 +227,31 @@ def test_momentum_and_adam_match_central_differences(optimizer, log_lr):
     assert np.all(np.abs(fd) > 1e-4)  # every coordinate is a real test
 
 
+@pytest.mark.parametrize("memory", ["full", "checkpointed"])
+@pytest.mark.parametrize("steps", [1, 6])
+def test_momentum_from_a_given_velocity_matches_central_differences(memory, steps):
+    """init_state: heavy ball from (w0, v0); at K = 1 only v0 makes the momentum matter."""
+    x, t, xv, tv, w0 = logistic_data()
+    v0 = np.random.default_rng(3).normal(size=w0.shape)
+    train_loss, val_loss = logistic_losses(x, t, xv, tv)
+    hp = np.array([np.log(0.3), 0.5, np.log(0.05)])
+    grads, final, aux = tf.function(lambda: unrolled_hypergradient(
+        train_loss, lambda p, h: (val_loss(p, h), 2 * p[0]), [tf.constant(w0)],
+        [tf.constant(v) for v in hp], steps, optimizer="momentum",
+        learning_rate=lambda h: tf.exp(h[0]), momentum=lambda h: tf.sigmoid(h[1]),
+        init_state=[tf.constant(v0)], memory=memory,
+        loop="while" if memory == "checkpointed" else "auto", has_aux=True))()
+    w_ref = numpy_train(x, t, w0, hp, steps, "momentum", m0=v0)
+    assert rel_err(final[0].numpy(), w_ref) <= 1e-12
+    np.testing.assert_allclose(aux.numpy(), 2 * final[0].numpy())
+    eps = 1e-6
+    fd = np.array([(numpy_val(xv, tv, numpy_train(x, t, w0, hp + eps * e, steps, "momentum", v0))
+                    - numpy_val(xv, tv, numpy_train(x, t, w0, hp - eps * e, steps, "momentum",
+                                                    v0))) / (2 * eps) for e in np.eye(3)])
+    assert rel_err(flat(grads), fd) <= 1e-6
+    assert np.all(np.abs(fd) > 1e-5)  # momentum included: v0 reaches w_1
+
+
 def test_bad_arguments_raise():
     a, b, w0, c, d = quadratic()
     train_loss, val_loss = quadratic_losses(a, b, c, d)
@@ -239,6 +264,8 @@ def test_bad_arguments_raise():
         unrolled_hypergradient(*args, 3, loop="sideways")
     with pytest.raises(ValueError, match="Python ints"):
         tf.function(lambda k: unrolled_hypergradient(*args, k, loop="python"))(tf.constant(3))
+    with pytest.raises(ValueError, match="init_state must be shaped like the momentum"):
+        unrolled_hypergradient(*args, 3, optimizer="momentum", init_state=[tf.zeros(2)])
     with pytest.raises(ValueError, match="hparams is empty"):
         unrolled_hypergradient(train_loss, val_loss, [tf.constant(w0)], [], 3)
 

@@ -22,7 +22,7 @@ from absl import app, flags, logging
 from tf_enas import files
 
 FLAGS = flags.FLAGS
-SECTIONS = ("search", "cost", "scaling", "tabular")
+SECTIONS = ("search", "cost", "scaling", "tabular", "hyperparameters")
 flags.DEFINE_bool("quick", False, "Every section on a tiny budget (minutes).")
 flags.DEFINE_multi_enum("sections", list(SECTIONS), list(SECTIONS), "Sections to run.")
 flags.DEFINE_list("datasets", ["mnist1d", "digits"], "Datasets of the search section.")
@@ -40,10 +40,14 @@ flags.DEFINE_list("tabular_methods", ["controller", "policy_oracle", "kt_random"
 flags.DEFINE_integer("evaluations", 200, "Evaluations per tabular search (kt_bayesian: about "
                      "10 min per 200 on 2 cores; the others under 2 min).", lower_bound=1)
 flags.DEFINE_integer("tabular_seeds", 20, "Seeds 0..n-1 of the tabular section.", lower_bound=1)
-flags.DEFINE_string("shard", None, "Run only shard 'i/n' of the tabular section's jobs "
-                    "(rows so far in <json_out>.partial, a file --merge reads).")
-flags.DEFINE_list("merge", [], "Tabular section from these --json_out files (shards) "
-                  "instead of running it.")
+flags.DEFINE_float("hp_budget_s", 180.0, "hyperparameters section: search budget T per "
+                   "method and seed (each is retrained at T/4, T/2 and T).", lower_bound=1.0)
+flags.DEFINE_list("hp_methods", [], "hyperparameters section: methods (default: all).")
+flags.DEFINE_string("shard", None, "Run only shard 'i/n' of the tabular section's jobs, or "
+                    "of the hyperparameters section's seeds (rows so far in "
+                    "<json_out>.partial, a file --merge reads).")
+flags.DEFINE_list("merge", [], "Tabular / hyperparameters sections from these --json_out "
+                  "files (shards) instead of running them.")
 flags.register_validator("shard", lambda v: v is None or _valid_shard(v),
                          "--shard must be 'i/n' with 0 <= i < n")
 flags.register_validator("seeds", lambda v: all(s.isdigit() for s in v),
@@ -107,10 +111,12 @@ def _scaling(quick):
     return sc, [f"## scaling (width {sc['width']})", "", scaling.markdown(sc)]
 
 
-def _tabular_plot() -> str:
-    """benchmark_tabular.png beside BENCHMARKS.md, else <output's stem>.png."""
+def _plot_name(section: str) -> str:
+    """benchmark_<section>.png beside BENCHMARKS.md, else <output's stem>[_<section>].png."""
     stem = os.path.splitext(os.path.basename(FLAGS.output))[0]
-    return "benchmark_tabular.png" if stem == "BENCHMARKS" else f"{stem}.png"
+    if stem == "BENCHMARKS":
+        return f"benchmark_{section}.png"
+    return f"{stem}.png" if stem.endswith(f"_{section}") else f"{stem}_{section}.png"
 
 
 def _tabular(quick, plot_path):
@@ -152,6 +158,37 @@ def _tabular(quick, plot_path):
         tr.markdown(rows), "", f"![regret]({os.path.basename(plot_path)})"]
 
 
+def _hyperparameters(work, quick, seeds, plot_path):
+    from tf_enas.benchmarks import hyperparameter_task as ht, shards
+
+    names = FLAGS.hp_methods or list(ht.methods())
+    bad = [m for m in names if m not in ht.methods()]
+    if bad:
+        raise app.UsageError(f"--hp_methods must be among {list(ht.methods())}, got {bad}")
+    if FLAGS.merge:
+        try:
+            rows = shards.merge(shards.load_rows(FLAGS.merge, "hyperparameters"), ht.KEY)
+        except ValueError as e:
+            raise app.UsageError(f"--merge: {e}")
+    else:
+        budget = 20.0 if quick else FLAGS.hp_budget_s
+        names = names[2:4] if quick and not FLAGS.hp_methods else names
+        rows = []
+        for seed in shards.select(seeds, FLAGS.shard):
+            done = list(rows)
+            rows = done + ht.run_seed(seed, budget, os.path.join(work, "hyperparameters"),
+                                      quick, names, on_row=lambda r: files.write_json(
+                                          FLAGS.json_out + ".partial",
+                                          {"hyperparameters": {"rows": done + r}}))
+    if not rows:
+        return {"rows": []}, ["## hyperparameters (no seeds in this shard)"]
+    ht.plot(rows, plot_path)
+    return {"rows": rows, "summary": ht.summary(rows)}, [
+        f"## a task where hyperparameters matter (MNIST-1D, {ht.TRAIN_EXAMPLES} training "
+        "examples)", "", (ht.__doc__ or "").split("\n\n", 1)[1].strip(), "",
+        ht.markdown(rows), "", f"![test accuracy vs search time]({os.path.basename(plot_path)})"]
+
+
 def main(argv):
     logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
@@ -168,7 +205,9 @@ def main(argv):
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.json_out)), exist_ok=True)
     sections = {"search": lambda: _search(work, quick, budget, seeds, datasets, plot_dir),
                 "cost": lambda: _cost(work, quick), "scaling": lambda: _scaling(quick),
-                "tabular": lambda: _tabular(quick, os.path.join(plot_dir, _tabular_plot()))}
+                "tabular": lambda: _tabular(quick, os.path.join(plot_dir, _plot_name("tabular"))),
+                "hyperparameters": lambda: _hyperparameters(
+                    work, quick, seeds, os.path.join(plot_dir, _plot_name("hyperparameters")))}
     for name in SECTIONS:
         if name not in FLAGS.sections:
             continue

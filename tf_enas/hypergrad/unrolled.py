@@ -33,7 +33,7 @@ AUTO_PYTHON_MAX_STEPS = 32
 def unrolled_hypergradient(train_loss, val_loss, params, hparams, steps, optimizer="sgd",
                            learning_rate=0.1, momentum=0.9, truncate=None, beta2=0.999,
                            epsilon=1e-8, eps_root=1e-16, loop="auto", memory="full",
-                           checkpoint_every=None):
+                           checkpoint_every=None, init_state=None, has_aux=False):
     """(d val_loss(w_K, lambda) / d lambda, w_K) by reverse mode through `steps` optimizer steps.
 
     train_loss(params, hparams, step) -> scalar (step: int32 tensor, e.g. to pick a
@@ -47,7 +47,10 @@ def unrolled_hypergradient(train_loss, val_loss, params, hparams, steps, optimiz
     loop: "python", "while" or "auto" (see the module docstring; "python" needs steps and
     truncate as Python ints). memory: "full" (store every step) or "checkpointed" (store
     (w, s) every ``checkpoint_every`` steps, default ceil(sqrt(min(T, K))), and recompute;
-    the same hypergradient in memory O(sqrt K)). Returns (grads shaped like hparams, w_K).
+    the same hypergradient in memory O(sqrt K)). init_state: the optimizer state to start
+    from (a list like ``optimizer.init(params)``, e.g. the velocity of a run in progress;
+    default zeros). has_aux: val_loss returns (loss, aux) and aux (not differentiated) is
+    returned third. Returns (grads shaped like hparams, w_K[, aux]).
     """
     if loop not in LOOPS:
         raise ValueError(f"loop must be one of {LOOPS}, got {loop!r}")
@@ -75,13 +78,30 @@ def unrolled_hypergradient(train_loss, val_loss, params, hparams, steps, optimiz
 
     frozen = [tf.stop_gradient(h) for h in hparams]
     state = optimizer.init(params)
+    if init_state is not None:
+        init_state = _lists.as_tensors(init_state)
+        if [s.shape for s in init_state] != [s.shape for s in state]:
+            raise ValueError(f"init_state must be shaped like the {optimizer.name} state "
+                             f"{[tuple(s.shape) for s in state]}, got "
+                             f"{[tuple(s.shape) for s in init_state]}")
+        state = [tf.cast(s, dtype) for s in init_state]
+    aux = []
+
+    def loss_of(w, hp):  # val_loss without its aux (val_loss runs once, outside any loop)
+        out = val_loss(w, hp)
+        if has_aux:
+            out, extra = out
+            aux.append(extra)
+        return out
+
     params, state = inner_loop.run(train_loss, optimizer, params, state, frozen,
                                    hyper_of(frozen), 0, start)
     params = [tf.stop_gradient(w) for w in params]
     state = [tf.stop_gradient(s) for s in state]
     if memory == "checkpointed":
-        return checkpointed.reverse(train_loss, val_loss, optimizer, params, state, hparams,
-                                    hyper_of, start, steps, checkpoint_every)
+        out = checkpointed.reverse(train_loss, loss_of, optimizer, params, state, hparams,
+                                   hyper_of, start, steps, checkpoint_every)
+        return (*out, aux[0]) if has_aux else out
     with tf.GradientTape() as tape:
         tape.watch(hparams)
         if python:
@@ -90,6 +110,7 @@ def unrolled_hypergradient(train_loss, val_loss, params, hparams, steps, optimiz
         else:
             final, _ = inner_loop.run(train_loss, optimizer, params, state, hparams,
                                       hyper_of(hparams), start, steps)
-        loss = val_loss(final, hparams)
+        loss = loss_of(final, hparams)
     grads = tape.gradient(loss, hparams, unconnected_gradients=_ZERO)
-    return _lists.zeros_for_none(grads, hparams), [tf.stop_gradient(w) for w in final]
+    out = _lists.zeros_for_none(grads, hparams), [tf.stop_gradient(w) for w in final]
+    return (*out, aux[0]) if has_aux else out

@@ -16,6 +16,14 @@ def leave_one_out_mean(x):
     return (tf.reduce_sum(x, 0, keepdims=True) - x) / tf.maximum(n - 1, 1)
 
 
+def loss_and_accuracy(logits, labels):
+    """(mean softmax cross-entropy, accuracy) of a batch."""
+    loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+    acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
+                                          labels), tf.float32))
+    return loss, acc
+
+
 class ScoreFunction:
     """Evaluates children by L_val(a, w_K(a, h)) and adds nothing to REINFORCE.
 
@@ -36,12 +44,7 @@ class ScoreFunction:
         params, velocity = state
         params = objective.lookahead(params, velocity, child, values, *train_batch,
                                      self.lookahead_steps, self.truncate)
-        logits = objective.logits(params, child, val_batch[0])
-        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-            val_batch[1], logits))
-        acc = tf.reduce_mean(tf.cast(tf.equal(
-            tf.argmax(logits, -1, output_type=tf.int32), val_batch[1]), tf.float32))
-        return loss, acc
+        return loss_and_accuracy(objective.logits(params, child, val_batch[0]), val_batch[1])
 
     def evaluate(self, objective, state, children, values, val_batch, train_batch):
         """(losses [B], accuracies [B], ResponseTerms or None, logs dict) of a batch."""
