@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import time
 
 import keras
@@ -29,6 +31,7 @@ import tensorflow as tf
 
 from tf_enas import checkpoints
 from tf_enas import data as data_lib
+from tf_enas import distribute
 from tf_enas import epoch_logs
 from tf_enas import plots
 from tf_enas import results
@@ -45,6 +48,9 @@ from tf_enas.space import SearchSpace
 from tf_enas.supernet import Supernet
 from tf_enas.supernet.micro import MicroSupernet
 from tf_enas.supernet.rnn_cell import RNNSupernet
+
+
+COLLECTIVE_TIMEOUT_S = 300.0  # a multi-worker run whose peer died fails after this
 
 
 class Search:
@@ -65,15 +71,23 @@ class Search:
                  overwrite: bool = False):
         self.config = cfg = config.validate()
         self.output_dir = output_dir
+        # first: a multi-worker strategy must exist before other TensorFlow ops run
+        self.strategy = distribute.strategy(cfg.strategy, timeout_s=COLLECTIVE_TIMEOUT_S)
+        self.is_chief = distribute.is_chief(self.strategy)
         self.verbose = verbose
         self.splits = (data_lib.as_splits(splits, cfg.seed, cfg.val_fraction)
                        if splits is not None else
                        data_lib.load(cfg.dataset, cfg.seed, cfg.val_fraction,
                                      path=cfg.dataset_path, num_samples=cfg.num_samples))
         self.space = self.build_space()
+        replicas = self.strategy.num_replicas_in_sync
+        if cfg.batch_size % replicas:
+            raise ValueError(f"batch_size {cfg.batch_size} must be a multiple of the "
+                             f"{replicas} replicas of strategy={cfg.strategy}")
         keras.utils.set_random_seed(cfg.seed)
-        self.supernet = self.build_supernet()
-        self.controller = self.build_controller()
+        with self.strategy.scope(), distribute.dtype_policy(cfg.mixed_precision):
+            self.supernet = self.build_supernet()
+        self.controller = self.build_controller()  # outside the strategy: one per process
         self.steps_per_epoch = len(self.splits.x_train) // cfg.batch_size
         if self.steps_per_epoch < 1:
             raise ValueError(f"batch_size {cfg.batch_size} is larger than the training set "
@@ -81,18 +95,24 @@ class Search:
         self.x_train, self.y_train = (tf.constant(self.splits.x_train),
                                       tf.constant(self.splits.y_train))
         self.x_val, self.y_val = tf.constant(self.splits.x_val), tf.constant(self.splits.y_val)
-        self.shared = SharedWeights(self.supernet, cfg, self.steps_per_epoch,
-                                    ChildHyperparameters(cfg, self.space))
+        with self.strategy.scope():
+            self.shared = SharedWeights(self.supernet, cfg, self.steps_per_epoch,
+                                        ChildHyperparameters(cfg, self.space))
         self.phase = ControllerPhase(cfg, self.controller, self.shared, self.x_train,
                                      self.y_train, self.sample_children, self.update_policy)
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.elapsed = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="elapsed")
         self.history_json = tf.Variable("[]", dtype=tf.string, trainable=False, name="history")
         self.checkpoint = tf.train.Checkpoint(**self.checkpoint_items())
-        self.run_dir = RunDirectory(output_dir, cfg.to_json(), GROWABLE, overwrite).open()
-        self.manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(output_dir, "checkpoints"), max_to_keep=2)
-        self.writer = tf.summary.create_file_writer(os.path.join(output_dir, "tensorboard"))
+        # a multi-worker run's other workers keep their own files in a scratch directory
+        own_dir = output_dir if self.is_chief else tempfile.mkdtemp(prefix="tf_enas_worker_")
+        self.run_dir = RunDirectory(own_dir, cfg.to_json(), GROWABLE,
+                                    overwrite or not self.is_chief).open()
+        self.checkpoints = distribute.CheckpointWriter(
+            self.checkpoint, os.path.join(output_dir, "checkpoints"), self.strategy)
+        self.manager = self.checkpoints.restore_manager
+        self.writer = tf.summary.create_file_writer(os.path.join(own_dir, "tensorboard"))
+        self._own_dir = None if self.is_chief else own_dir
 
     # --- override points ---------------------------------------------------------------
     def build_space(self) -> SearchSpace:
@@ -139,7 +159,8 @@ class Search:
     def train_step(self, x, y):
         """Samples a child and takes one step of its own optimizer (SharedWeights)."""
         children, values = self.sample_children(1)
-        return self.shared.train_step(x, y, children[0], values[0])
+        return distribute.run(self.strategy, self.shared.step,
+                              (x, y, children[0], values[0]))
 
     def controller_step(self, x, y) -> dict:
         """One controller step on the validation batch (x, y) (ControllerPhase)."""
@@ -168,7 +189,8 @@ class Search:
         while self.epoch.numpy() < cfg.epochs:
             epoch = int(self.epoch.numpy())
             last = history[-1]["seconds"] if history else 0.0
-            if budget and self.elapsed.numpy() + last > budget:
+            if distribute.any_worker(self.strategy, bool(
+                    budget and self.elapsed.numpy() + last > budget)):
                 break
             start = time.time()
             steps = []
@@ -189,7 +211,7 @@ class Search:
             self.epoch.assign_add(1)
             self.elapsed.assign_add(seconds)
             self.history_json.assign(json.dumps(history))
-            self.manager.save(checkpoint_number=epoch + 1)
+            self.checkpoints.save(epoch + 1)
             progbar.update(epoch + 1, [(k, logs.get(f"{p}/{m}", 0.0)) for k, p, m in (
                 ("reward", "controller", "reward"), ("entropy", "controller", "entropy"),
                 ("loss", "train", "loss"))])
@@ -199,6 +221,9 @@ class Search:
     def close(self):
         """Releases the output dir's lock."""
         self.run_dir.close()
+        self.checkpoints.close()
+        if self._own_dir:
+            shutil.rmtree(self._own_dir, ignore_errors=True)
 
     def __enter__(self):
         return self
@@ -209,9 +234,12 @@ class Search:
     def run(self) -> dict:
         """Search (resuming), derive, retrain the best child from scratch (resuming its
         last finished epoch); writes result.json and model.keras into output_dir, returns
-        the result and releases the output dir."""
+        the result and releases the output dir. A multi-worker run's other workers return
+        {} after the search (derive and retrain run on the chief)."""
         try:
             history = self.search()
+            if not self.is_chief:  # derive and retrain are the chief's
+                return {}
             stamp = self.run_dir.stamp(epoch=int(self.epoch.numpy()))
             derived = read_json_if_current(self.run_dir.file("derived.json"), stamp)
             if derived is None:

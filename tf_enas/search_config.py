@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from tf_enas import distribute
 from tf_enas import hypergrad
 from tf_enas import response as response_lib
 from tf_enas import retrain as retrain_lib
@@ -12,6 +13,10 @@ from tf_enas.space import OPS
 
 REWARDS = ("accuracy", "loss")
 GROWABLE = ("epochs", "time_budget_s")  # may grow on a rerun; the derived child is then redone
+# how a run executes, not what it computes: left out of config.json, so that a run resumes
+# under another strategy (its checkpoints read back under any)
+RUNTIME = ("strategy", "jit_compile")
+MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
 SOLVERS = ("cg", "neumann", "exact")
 SPACES = ("macro", "micro", "rnn_cell")
 
@@ -69,10 +74,19 @@ class SearchConfig:
     derive_samples: int = 64
     retrain: retrain_lib.RetrainConfig = dataclasses.field(
         default_factory=retrain_lib.RetrainConfig)
+    # execution (tf_enas/distribute.py, docs/distribute.md)
+    strategy: str = "default"         # "default", "mirrored" or "multi_worker"
+    jit_compile: bool = False         # XLA for the shared-weight step
+    mixed_precision: str = "none"     # Keras policy of the supernet's layers
 
     def validate(self):
-        if self.space not in SPACES:
-            raise ValueError(f"space must be one of {SPACES}, got {self.space!r}")
+        for k, allowed in (("space", SPACES), ("strategy", distribute.STRATEGIES),
+                           ("mixed_precision", MIXED_PRECISION)):
+            if getattr(self, k) not in allowed:
+                raise ValueError(f"{k} must be one of {allowed}, got {getattr(self, k)!r}")
+        if self.strategy != "default" and self.space != "macro":
+            raise ValueError(f"strategy={self.strategy} runs space=macro only (its batch norm "
+                             f"is synchronized outside control flow), got space={self.space}")
         positive = ("num_layers", "num_nodes", "num_cells", "width", "batch_size",
                     "controller_steps", "controller_batch",
                     "val_batch_size", "epochs", "derive_samples", "lr_restart_epochs",
@@ -145,4 +159,8 @@ class SearchConfig:
         return cls(solve, self.lookahead_steps, self.truncate, self.curvature)
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self) | {"ops": list(self.ops)}
+        """The configuration as stored in config.json (without the RUNTIME fields)."""
+        out = dataclasses.asdict(self) | {"ops": list(self.ops)}
+        for k in RUNTIME:
+            out.pop(k)
+        return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from tf_enas import distribute
 from tf_enas.objective import HEAVY_BALL, ChildObjective
 
 
@@ -41,9 +42,20 @@ class SharedWeights(tf.Module):
 
     @tf.function(autograph=False)
     def train_step(self, x, y, child, values):
+        """`step` under tf.function."""
+        return self.step(x, y, child, values)
+
+    def step(self, x, y, child, values):
         """One step of `child` with its hyperparameters on (x, y); a step whose loss,
         gradient or new weights are non-finite is skipped (weights, velocity and BN
-        statistics untouched) and counted."""
+        statistics untouched) and counted.
+
+        Under a tf.distribute strategy (called by `strategy.run`, not as a nested
+        tf.function, inside the caller's) (x, y) is the global
+        batch: each replica takes its slice, the child is the first replica's, and the
+        loss, accuracy and gradients are means over replicas (tf_enas/distribute.py)."""
+        x, y = distribute.local_slice(x), distribute.local_slice(y)
+        child, values = distribute.from_first_replica((child, values))
         hp = self.objective.hyperparameters(child, values)
         stats = self.supernet.non_trainable_variables
         saved = [tf.identity(v.value) for v in stats]
@@ -52,11 +64,15 @@ class SharedWeights(tf.Module):
             logits = self.supernet(x, child, training=True)
             ce = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
             params = [v.value for v in weights]
-            loss = ce + hp.weight_decay * self.objective.penalty(params)
-        grads, norm = tf.clip_by_global_norm(tape.gradient(loss, weights), self.grad_clip_norm)
+            loss = ce + self.objective.penalty(params, hp.weight_decay)
+        grads = distribute.replica_mean(tape.gradient(loss, weights))
+        grads, norm = tf.clip_by_global_norm(grads, self.grad_clip_norm)
         lr = hp.learning_rate * self.lr_scale()
         new_w, new_v = HEAVY_BALL.update(params, grads, self.state()[1], self.steps,
                                          {"learning_rate": lr, "momentum": hp.momentum})
+        acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y),
+                                     tf.float32))
+        ce, loss, acc = distribute.replica_mean((ce, loss, acc))
         finite = (tf.math.is_finite(loss) & tf.math.is_finite(norm)
                   & tf.math.is_finite(tf.linalg.global_norm(new_w))
                   & tf.math.is_finite(tf.linalg.global_norm(new_v)))
@@ -74,8 +90,6 @@ class SharedWeights(tf.Module):
 
         skipped = tf.cond(finite, apply, skip)
         self.skipped_steps.assign_add(skipped)
-        acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y),
-                                     tf.float32))
         return {"train/loss": ce, "train/accuracy": acc, "train/grad_norm": norm,
                 "train/lr": lr, "train/step_skipped": tf.cast(skipped, tf.float32)}
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 from absl import flags
 
 from tf_enas import data
+from tf_enas import distribute
 from tf_enas import response
 from tf_enas.controller import ControllerConfig
 from tf_enas.joint_controller import DEFAULTS
 from tf_enas.retrain import OPTIMIZERS, RetrainConfig
-from tf_enas.search_config import REWARDS, SOLVERS, SPACES, SearchConfig
+from tf_enas.search_config import MIXED_PRECISION, REWARDS, SOLVERS, SPACES, SearchConfig
 from tf_enas.space import OPS
 
 FLAGS = flags.FLAGS
@@ -139,6 +140,14 @@ def define_search_flags():
                        lower_bound=1e-9)
     flags.DEFINE_enum("curvature", "hessian", list(response.CURVATURES), "IFT: the matrix "
                       "of the solve, the Hessian or the (PSD) generalized Gauss–Newton.")
+    flags.DEFINE_enum("strategy", "default", list(distribute.STRATEGIES), "tf.distribute "
+                      "strategy of the shared-weight step: one device, mirrored over the local "
+                      "GPUs (or logical CPUs), or multi_worker (cluster from TF_CONFIG). A run "
+                      "resumes under any strategy.")
+    flags.DEFINE_bool("jit_compile", False, "XLA-compile the shared-weight step (see "
+                      "BENCHMARKS.md 'scaling' for where it is faster).")
+    flags.DEFINE_enum("mixed_precision", "none", list(MIXED_PRECISION), "Keras dtype policy "
+                      "of the supernet's layers (variables and hypergradients stay float32).")
 
 
 def search_config() -> SearchConfig:
@@ -163,7 +172,8 @@ def search_config() -> SearchConfig:
                  "val_batch_size", "epochs", "time_budget_s", "derive_samples", "reward",
                  "reward_loss_cap", "lookahead_steps", "lookahead_batch_size", "truncate",
                  "response", "response_weight", "response_every", "solver", "cg_iterations",
-                 "cg_tol", "cg_damping", "neumann_alpha", "curvature")
+                 "cg_tol", "cg_damping", "neumann_alpha", "curvature", "strategy",
+                 "jit_compile", "mixed_precision")
     return SearchConfig(
         **{k: getattr(FLAGS, k) for k in same_name}, ops=tuple(dict.fromkeys(FLAGS.ops)),
         choices=choices, continuous=continuous,

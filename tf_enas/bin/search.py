@@ -15,11 +15,11 @@ import sys
 
 from absl import app, flags, logging
 
-from tf_enas import data, plots
+from tf_enas import data, distribute, plots
 from tf_enas.bin import common_flags
 from tf_enas.checkpoints import NoReadableCheckpoint
 from tf_enas.run_dir import ConfigMismatch, RunDirectoryBusy
-from tf_enas.search import Search
+from tf_enas.search import COLLECTIVE_TIMEOUT_S, Search
 
 FLAGS = flags.FLAGS
 common_flags.define_data_flags()
@@ -47,6 +47,14 @@ def main(argv):
         config = common_flags.search_config().validate()
     except (ValueError, flags.ValidationError) as e:
         raise app.UsageError(f"bad flag value: {e}") from None
+    try:  # first, before other TensorFlow ops (a multi-worker strategy needs that)
+        strategy = distribute.strategy(config.strategy, timeout_s=COLLECTIVE_TIMEOUT_S)
+    except ValueError as e:
+        raise app.UsageError(f"--strategy={config.strategy}: {e}") from None
+    if config.batch_size % strategy.num_replicas_in_sync:
+        raise app.UsageError(f"--batch_size={config.batch_size} must be a multiple of the "
+                             f"{strategy.num_replicas_in_sync} replicas of "
+                             f"--strategy={config.strategy}")
     try:  # your own file's problems are usage errors naming the file, not tracebacks
         splits = data.load(config.dataset, config.seed, config.val_fraction,
                            path=config.dataset_path, num_samples=config.num_samples)
@@ -57,6 +65,10 @@ def main(argv):
                         overwrite=FLAGS.overwrite).run()
     except (ConfigMismatch, RunDirectoryBusy, NoReadableCheckpoint) as e:
         sys.exit(f"error: {e}")
+    if not result:  # a multi-worker run's other worker: the chief reports
+        print(f"worker {distribute.worker_index(strategy)}: search done; the chief derives, "
+              f"retrains and writes {FLAGS.output_dir}")
+        return
     summary = {k: result[k] for k in (
         "architecture", "hyperparameters", "optimizer_hyperparameters", "val_accuracy",
         "test_accuracy", "search_seconds", "train_seconds", "response")}

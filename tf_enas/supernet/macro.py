@@ -18,7 +18,7 @@ import keras
 import tensorflow as tf
 
 from tf_enas.space import SearchSpace
-from tf_enas.supernet.ops import BatchNorm, make_op
+from tf_enas.supernet.ops import BatchNorm, PoolOp, make_op, moments
 
 _CONV = {1: keras.layers.Conv1D, 2: keras.layers.Conv2D}
 _AVGPOOL = {1: keras.layers.AveragePooling1D, 2: keras.layers.AveragePooling2D}
@@ -109,7 +109,14 @@ class ChildLayer(keras.layers.Layer):
 
 
 class SupernetLayer(keras.layers.Layer):
-    """Searched layer i: all ops with their own weights; the child's op runs by switch_case."""
+    """Searched layer i: all ops with their own weights; the child's op runs by switch_case.
+
+    Each op is post(ReLU(BN(pre(x)))) (ops.py): only `pre` (the convolution) and `post`
+    (the pooling, if any) are switched; the chosen op's BN runs outside the switch with
+    its γ, β and moving moments gathered by the op index. So every batch-norm moment
+    (all-reduced under a tf.distribute strategy) sits outside control flow, and the switch's
+    gradient carries only the convolutions' intermediates.
+    """
 
     def __init__(self, ops, width, rank=1, **kwargs):
         super().__init__(**kwargs)
@@ -117,6 +124,12 @@ class SupernetLayer(keras.layers.Layer):
         for op in self.ops:  # attributes, so that tf.train.Checkpoint tracks them by name
             setattr(self, f"op_{op.name}", op)
         self.bn = BatchNorm(name="bn")
+        # the distinct post-BN functions (convolutions: identity, pools: their pooling)
+        keys = [op.name if isinstance(op, PoolOp) else "" for op in self.ops]
+        distinct = list(dict.fromkeys(keys))
+        self._posts = ([] if distinct == [""] else
+                       [self.ops[keys.index(k)].post for k in distinct])
+        self._post_index = tf.constant([distinct.index(k) for k in keys], tf.int32)
 
     def build(self, input_shape):
         for op in self.ops:
@@ -124,11 +137,35 @@ class SupernetLayer(keras.layers.Layer):
         self.bn.build(input_shape)
 
     def call(self, x, previous, op_index, skip_weights, training=False, update_stats=True):
-        branches = [functools.partial(op, x, training=training, update_stats=update_stats)
-                    for op in self.ops]
-        y = tf.switch_case(op_index, branches)
+        z = tf.switch_case(op_index, [functools.partial(op.pre, x) for op in self.ops])
+        y = tf.nn.relu(self._op_bn(z, op_index, training, update_stats))
+        if len(self._posts) > 1:
+            y = tf.switch_case(tf.gather(self._post_index, op_index),
+                               [functools.partial(f, y) for f in self._posts])
+        elif self._posts:
+            y = self._posts[0](y)
         skips = [skip_weights[j] * previous[j] for j in range(len(previous))]
         return _merge(y, skips, self.bn, training, update_stats)
+
+    def _op_bn(self, z, op_index, training, update_stats):
+        """BN of the chosen op (op_index) on z: its γ, β and moving moments by gather."""
+        bns = [op.bn for op in self.ops]
+        pick = lambda name: tf.gather(tf.stack([getattr(b, name).value for b in bns]),
+                                      op_index)
+        if training:
+            mean, var = moments(z)
+            if update_stats:
+                for k, bn in enumerate(bns):
+                    chosen, m = tf.equal(op_index, k), bn.momentum
+                    bn._update(
+                        tf.where(chosen, m * bn.moving_mean + (1 - m) * tf.stop_gradient(mean),
+                                 bn.moving_mean),
+                        tf.where(chosen, m * bn.moving_variance
+                                 + (1 - m) * tf.stop_gradient(var), bn.moving_variance))
+        else:
+            mean, var = pick("moving_mean"), pick("moving_variance")
+        eps = bns[0].epsilon
+        return (z - mean) * tf.math.rsqrt(var + eps) * pick("gamma") + pick("beta")
 
 
 class Supernet(keras.Model):

@@ -5,7 +5,8 @@ inputs. Hypergradients differentiate these twice, so two Keras layers are replac
 
 * `BatchNorm`: Keras's BatchNormalization stops the gradient through the batch mean in
   training mode (its HVPs are wrong); this one takes moments with plain reduce_mean:
-  y = γ (x − E[x]) / sqrt(Var[x] + ε) + β.
+  y = γ (x − E[x]) / sqrt(Var[x] + ε) + β, the moments over the global batch when a
+  tf.distribute strategy splits it across replicas (tf_enas/distribute.py).
 * `MaxPool`: Keras's MaxPooling1D gives wrong HVPs under tf.function; this one takes the
   max over stacked shifted copies of the input (stride 1, "same" padding).
 """
@@ -16,6 +17,8 @@ import itertools
 import keras
 import tensorflow as tf
 
+from tf_enas.distribute import global_mean
+
 _CONV = {1: keras.layers.Conv1D, 2: keras.layers.Conv2D}
 _SEPCONV = {1: keras.layers.SeparableConv1D, 2: keras.layers.SeparableConv2D}
 _AVGPOOL = {1: keras.layers.AveragePooling1D, 2: keras.layers.AveragePooling2D}
@@ -25,6 +28,14 @@ def _check_rank(rank):
     if rank not in (1, 2):
         raise ValueError(f"rank must be 1 (sequences) or 2 (images), got {rank}")
     return rank
+
+
+def moments(x):
+    """(E[x], Var[x]) over every axis but the last, over the global batch: under a
+    tf.distribute strategy the replicas' slices are all-reduced (synchronized BN)."""
+    axes = list(range(len(x.shape) - 1))
+    mean = global_mean(x, axes)
+    return mean, global_mean(tf.square(x - mean), axes)
 
 
 @keras.saving.register_keras_serializable(package="tf_enas")
@@ -52,9 +63,7 @@ class BatchNorm(keras.layers.Layer):
 
     def call(self, x, training=False, update_stats=True):
         if training:
-            axes = list(range(len(x.shape) - 1))
-            mean = tf.reduce_mean(x, axes)
-            var = tf.reduce_mean(tf.square(x - mean), axes)
+            mean, var = moments(x)
             m = self.momentum
             if update_stats:
                 self._update(m * self.moving_mean + (1 - m) * tf.stop_gradient(mean),
@@ -113,7 +122,16 @@ class ConvOp(keras.layers.Layer):
         self.bn.build(tuple(input_shape[:-1]) + (self.width,))
 
     def call(self, x, training=False, update_stats=True):
-        return tf.nn.relu(self.bn(self.conv(x), training=training, update_stats=update_stats))
+        return self.post(tf.nn.relu(self.bn(self.pre(x), training=training,
+                                            update_stats=update_stats)))
+
+    def pre(self, x):
+        """What comes before the BN: the convolution."""
+        return self.conv(x)
+
+    def post(self, y):
+        """What comes after BN and ReLU: nothing."""
+        return y
 
     def get_config(self):
         return super().get_config() | {"width": self.width, "kernel_size": self.kernel_size,
@@ -139,8 +157,16 @@ class PoolOp(keras.layers.Layer):
         self.bn.build(tuple(input_shape[:-1]) + (self.width,))
 
     def call(self, x, training=False, update_stats=True):
-        return self.pool(tf.nn.relu(self.bn(self.conv(x), training=training,
+        return self.post(tf.nn.relu(self.bn(self.pre(x), training=training,
                                             update_stats=update_stats)))
+
+    def pre(self, x):
+        """What comes before the BN: the 1×1 convolution."""
+        return self.conv(x)
+
+    def post(self, y):
+        """What comes after BN and ReLU: the pooling."""
+        return self.pool(y)
 
     def get_config(self):
         return super().get_config() | {"width": self.width, "pool": self.pool_type,
