@@ -40,7 +40,9 @@ trial's values back from keras-tuner (which, after the gRPC round trip, reorders
 space and keeps stale values of inactive children): it uses the stored indices.
 
 `__init__` builds nothing in TensorFlow (it runs on every worker of a distributed search);
-the controller is created on first use, on the chief.
+the controller is created on first use, on the chief. A worker killed in the middle of a
+trial is handled by WorkerFaults (worker_faults.py): its trial is re-run or ended FAILED
+after `trial_timeout_s` without a call from it, and its reward is learned from once.
 """
 from __future__ import annotations
 
@@ -52,6 +54,7 @@ import keras_tuner as kt
 import numpy as np
 
 from tf_enas.tuner.hyperparameter_mapping import HyperParameterMapping, search_space_of
+from tf_enas.tuner.worker_faults import DEFAULT_TRIAL_TIMEOUT_S, WorkerFaults
 
 TrialStatus = kt.engine.trial.TrialStatus
 
@@ -158,7 +161,7 @@ def _decode(d: dict) -> np.ndarray:
     return np.frombuffer(base64.b64decode(d["b64"]), dtype=d["dtype"]).reshape(d["shape"])
 
 
-class PolicyOracle(kt.Oracle):
+class PolicyOracle(WorkerFaults, kt.Oracle):
     """A keras-tuner Oracle driven by the tf_enas policy controller (REINFORCE per trial).
 
     Args (besides keras_tuner.Oracle's objective, max_trials, seed, hyperparameters,
@@ -169,17 +172,23 @@ class PolicyOracle(kt.Oracle):
       grid_size: quantiles for an Int/Float without step.
       max_categories: the longest step grid used as is.
       update: a PolicyUpdate (default: one step on the "top" utilities of all trials).
+      trial_timeout_s: in a distributed search, seconds without a call from a worker after
+        which its trial counts as lost (re-queued while max_retries_per_trial allows, else
+        FAILED); it must exceed the longest trial (workers do not call the chief while a
+        trial runs); default 3600. None: never (keras-tuner's behaviour: the chief waits
+        forever for a dead worker).
     """
 
     def __init__(self, objective=None, max_trials=10, seed=None, hyperparameters=None,
                  allow_new_entries=True, tune_new_entries=True, max_retries_per_trial=0,
                  max_consecutive_failed_trials=3, controller_config=None, grid_size=10,
-                 max_categories=64, update=None):
+                 max_categories=64, update=None, trial_timeout_s=DEFAULT_TRIAL_TIMEOUT_S):
         super().__init__(objective=objective, max_trials=max_trials,
                          hyperparameters=hyperparameters, allow_new_entries=allow_new_entries,
                          tune_new_entries=tune_new_entries, seed=seed,
                          max_retries_per_trial=max_retries_per_trial,
-                         max_consecutive_failed_trials=max_consecutive_failed_trials)
+                         max_consecutive_failed_trials=max_consecutive_failed_trials,
+                         trial_timeout_s=trial_timeout_s)
         if grid_size < 2 or max_categories < 2:
             raise ValueError(f"grid_size and max_categories must be >= 2, got {grid_size}, "
                              f"{max_categories}")
