@@ -10,13 +10,42 @@ from tf_enas.search import Search
 from tests.test_search_joint import joint_config
 
 
-@pytest.fixture(scope="module")
-def search(tmp_path_factory):
+@pytest.fixture(scope="module", params=[False, True], ids=["one_decay", "decay_per_layer"])
+def search(tmp_path_factory, request):
     splits = data.load("mnist1d", seed=0, val_fraction=0.1, num_samples=600)
-    s = Search(joint_config(width=2), str(tmp_path_factory.mktemp("s")), splits=splits,
-               verbose=0)
+    s = Search(joint_config(width=2, weight_decay_per_layer=request.param),
+               str(tmp_path_factory.mktemp("s")), splits=splits, verbose=0)
     yield s
     s.close()
+
+
+def decay_per_weight(search, values) -> list:
+    """λ of each trainable weight, read off the decisions by the weight's path (supernet/
+    <group>/...): 0 for biases and batch-norm parameters."""
+    names = [d.name for d in search.config.decisions()]
+    out = []
+    for v in search.supernet.trainable_variables:
+        parts = v.path.split("/")
+        key = ("weight_decay" if "weight_decay" in names else f"weight_decay_{parts[1]}")
+        kernel = parts[-1] in ("kernel", "depthwise_kernel", "pointwise_kernel")
+        out.append(float(values[names.index(key)]) if kernel else 0.0)
+    return out
+
+
+def test_training_loss_decays_each_kernel_by_its_own_rate(search):
+    obj = search.shared.objective
+    params = obj.weights()
+    children, values = search.controller.sample(1)
+    x, y = tf.constant(search.splits.x_train[:8]), tf.constant(search.splits.y_train[:8])
+    got = (obj.train_loss(params, children[0], values[0], x, y)
+           - obj.val_loss(params, children[0], x, y))
+    lam = decay_per_weight(search, values[0].numpy())
+    want = sum(l * float(np.sum(np.square(p.numpy(), dtype=np.float64)))
+               for l, p in zip(lam, params))
+    assert sum(l > 0 for l in lam) >= 3
+    np.testing.assert_allclose(float(got), want, rtol=1e-4)
+    if search.config.weight_decay_per_layer:
+        assert len(set(l for l in lam if l > 0)) == search.config.num_layers + 2
 
 
 def test_gauss_newton_product_matches_explicit_matrix(search):
@@ -38,9 +67,8 @@ def test_gauss_newton_product_matches_explicit_matrix(search):
         h[i * k:(i + 1) * k, i * k:(i + 1) * k] = (np.diag(prob[i])
                                                    - np.outer(prob[i], prob[i])) / n
     sizes = [int(np.prod(p.shape)) for p in params]
-    decay = np.concatenate([np.full(m, 2 * float(obj.hyperparameters(child, vals).weight_decay)
-                                    if i in obj.decayed else 0.0)
-                            for i, m in enumerate(sizes)])
+    decay = np.concatenate([np.full(m, 2 * lam) for m, lam in
+                            zip(sizes, decay_per_weight(search, vals.numpy()))])
     g = jac.T @ h @ jac + np.diag(decay)
     rng = np.random.default_rng(0)
     for _ in range(2):
@@ -60,7 +88,7 @@ def test_lookahead_is_heavy_ball_from_the_shared_velocity(search):
     child, vals = children[0], values[0]
     x, y = tf.constant(search.splits.x_train[:16]), tf.constant(search.splits.y_train[:16])
     got = obj.lookahead(params, velocity, child, vals, x, y, steps=2)
-    lr, mom, _ = vals.numpy()
+    lr, mom = vals.numpy()[:2]
     lr *= float(search.shared.lr_scale())
     w, v = params, velocity
     for _ in range(2):

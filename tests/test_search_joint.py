@@ -4,11 +4,12 @@ a huge learning rate gets the worst reward, and a new estimator plugs into the l
 import json
 import os
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_enas import data, hypergrad, response
+from tf_enas import data, hypergrad, response, retrain
 from tf_enas.controller import ControllerConfig
 from tf_enas.retrain import RetrainConfig
 from tf_enas.search import Search, SearchConfig
@@ -40,6 +41,10 @@ def joint_config(**kw):
     (dict(retrain=RetrainConfig(optimizer="adamw")), "retrain_optimizer=sgd"),
     (dict(continuous=("dropout",)), "continuous must be"),
     (dict(ranges={"learning_rate": (0.1, 0.01)}), "low < high"),
+    (dict(weight_decay_per_layer=True, continuous=("learning_rate",)),
+     "weight_decay_per_layer needs weight_decay"),
+    (dict(weight_decay_per_layer=True, space="micro"), "weight_decay_per_layer needs"),
+    (dict(response="unrolled", lookahead_memory="tape"), "lookahead_memory must be one of"),
 ])
 def test_config_errors_name_the_setting(kw, match):
     with pytest.raises(ValueError, match=match):
@@ -77,6 +82,32 @@ def test_run_writes_chosen_optimizer_hyperparameters(tmp_path, splits):
     assert saved["response"]["response_grad_norm"] > 0
     assert "dloss_dvalues_mean/momentum" in saved["response"]
     assert result["test_accuracy"] == saved["test_accuracy"]
+
+
+def test_weight_decay_per_layer_is_searched_and_retrained(tmp_path, splits):
+    """One λ per layer group: each a decision, each in result.json, each the L2 term of its
+    layer's kernels in the retrain (the child's regularization losses, summed by hand)."""
+    search = Search(joint_config(response="ift", curvature="gauss_newton", cg_iterations=20,
+                                 cg_tol=0.5, weight_decay_per_layer=True),
+                    str(tmp_path), splits=splits, verbose=0)
+    groups = ("stem", "layer_0", "layer_1", "head")
+    assert [d.name for d in search.config.decisions()] == [
+        "learning_rate", "momentum"] + [f"weight_decay_{g}" for g in groups]
+    saved = search.run()
+    chosen = saved["optimizer_hyperparameters"]
+    assert saved["hyperparameters"]["l2_per_layer"] == {
+        g: pytest.approx(chosen[f"weight_decay_{g}"]) for g in groups}
+    assert saved["hyperparameters"]["weight_decay"] == 0.0  # no decoupled decay on top
+    assert "dcoupling_dvalues_mean/weight_decay_layer_1" in saved["response"]
+    model = keras.models.load_model(os.path.join(tmp_path, "model.keras"))
+    retrain.add_layer_l2(model, saved["hyperparameters"]["l2_per_layer"])
+    want = sum(saved["hyperparameters"]["l2_per_layer"][layer.name]
+               * float(np.sum(np.square(w.numpy().astype(np.float64))))
+               for layer in model.layers for w in layer.trainable_weights
+               if w.path.endswith("kernel"))
+    got = float(sum(model.losses))
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    assert got > 0
 
 
 def test_a_new_estimator_plugs_into_the_loop(tmp_path, splits):

@@ -9,6 +9,7 @@ import numpy as np
 from tf_enas import checkpoints
 from tf_enas import files
 from tf_enas import retrain as retrain_lib
+from tf_enas.objective import layer_groups
 from tf_enas.run_dir import write_json_stamped, write_stamped
 
 
@@ -16,7 +17,8 @@ def derive(search) -> dict:
     """Samples derive_samples children, scores each on the whole validation set with the
     shared weights and keeps the best. Its continuous hyperparameters are the policy's
     medians given its architecture; the retrain's SGD gets the L2 coefficient λ as Keras's
-    decoupled weight_decay 2λ/(1 − μ) (the same decay under momentum μ)."""
+    decoupled weight_decay 2λ/(1 − μ) (the same decay under momentum μ); per-layer λ_g
+    stay the L2 terms λ_g‖W‖² of the search's loss ("l2_per_layer")."""
     cfg = search.config
     children, _ = search.sample_children(cfg.derive_samples)
     scores = search.shared.accuracies(children, search.x_val, search.y_val).numpy()
@@ -26,6 +28,10 @@ def derive(search) -> dict:
     if "weight_decay" in searched:
         momentum = searched.get("momentum", cfg.momentum)
         hyperparameters["weight_decay"] = 2 * searched["weight_decay"] / (1 - momentum)
+    if cfg.weight_decay_per_layer:  # the search's own L2 per layer group, no decoupled decay
+        hyperparameters["weight_decay"] = 0.0
+        hyperparameters["l2_per_layer"] = {g: searched[f"weight_decay_{g}"]
+                                           for g in layer_groups(cfg.num_layers)}
     if searched and "momentum" not in searched:
         hyperparameters["momentum"] = cfg.momentum
     return {"child": search.space.to_string(best),

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 from tf_enas.data import Splits
+from tf_enas.objective import decay_group, is_decayed
 
 OPTIMIZERS = ("adamw", "sgd")
 
@@ -16,8 +17,9 @@ OPTIMIZERS = ("adamw", "sgd")
 class RetrainConfig:
     """How a child is trained from scratch: `optimizer` with a cosine-decayed learning rate.
 
-    learning_rate and weight_decay are overridden by the child's own choices of the same
-    names when the search space has them (the joint search picks them).
+    learning_rate, momentum and weight_decay are overridden by the child's own choices of
+    the same names when the search space has them (the joint search picks them), and
+    "l2_per_layer" ({layer group: λ}) adds the per-layer L2 terms of the search's loss.
     """
 
     epochs: int = 60
@@ -54,11 +56,25 @@ def make_optimizer(config: RetrainConfig, steps: int, hyperparameters: dict | No
     return keras.optimizers.SGD(schedule, momentum=momentum, nesterov=True, weight_decay=wd)
 
 
+def add_layer_l2(model: keras.Model, l2: dict) -> None:
+    """Adds λ_g‖W‖² to the loss for every kernel W of layer group g ({group: λ_g})."""
+    for v in model.trainable_variables:
+        if is_decayed(v):
+            group = decay_group(v.path)
+            if group not in l2:
+                raise ValueError(f"l2_per_layer has no entry for {v.path!r} (group "
+                                 f"{group!r}); it has {sorted(l2)}")
+            v.regularizer = keras.regularizers.L2(float(l2[group]))
+
+
 def train(model: keras.Model, splits: Splits, config: RetrainConfig,
           hyperparameters: dict | None = None, verbose: int = 0,
           callbacks=()) -> dict:
     """Trains `model` on splits' train set; returns val/test accuracy and seconds."""
     config.validate()
+    l2 = (hyperparameters or {}).get("l2_per_layer")
+    if l2:
+        add_layer_l2(model, l2)
     steps = config.epochs * int(np.ceil(len(splits.x_train) / config.batch_size))
     model.compile(
         optimizer=make_optimizer(config, steps, hyperparameters),

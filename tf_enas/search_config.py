@@ -9,6 +9,7 @@ from tf_enas import response as response_lib
 from tf_enas import retrain as retrain_lib
 from tf_enas.controller import ControllerConfig
 from tf_enas.joint_controller import DEFAULTS
+from tf_enas.objective import layer_groups
 from tf_enas.space import OPS
 
 REWARDS = ("accuracy", "loss")
@@ -39,6 +40,7 @@ class SearchConfig:
     choices: dict = dataclasses.field(default_factory=dict)
     continuous: tuple = ()
     ranges: dict = dataclasses.field(default_factory=dict)  # name -> (low, high)
+    weight_decay_per_layer: bool = False  # macro: one continuous λ per layer group
     # supernet and its training (defaults of what is not searched)
     width: int = 64
     batch_size: int = 128
@@ -58,6 +60,7 @@ class SearchConfig:
     lookahead_steps: int = 0
     lookahead_batch_size: int = 64
     truncate: int = 0
+    lookahead_memory: str = "full"    # unrolled: "full" or "checkpointed" (O(√K) memory)
     # response estimator
     response: str = "none"
     response_weight: float = 1.0
@@ -114,6 +117,14 @@ class SearchConfig:
         bad = [k for k in self.ranges if k not in self.continuous]
         if bad:
             raise ValueError(f"ranges given for {bad}, which are not continuous decisions")
+        if self.weight_decay_per_layer and ("weight_decay" not in self.continuous
+                                            or self.space != "macro"):
+            raise ValueError("weight_decay_per_layer needs weight_decay among the continuous "
+                             f"decisions and space=macro, got continuous="
+                             f"{list(self.continuous)}, space={self.space}")
+        if self.lookahead_memory not in hypergrad.unrolled.MEMORY:
+            raise ValueError(f"lookahead_memory must be one of {hypergrad.unrolled.MEMORY}, "
+                             f"got {self.lookahead_memory!r}")
         clash = set(self.continuous) & set(self.choices)
         if clash:
             raise ValueError(f"{sorted(clash)} cannot be both a grid choice and continuous")
@@ -139,19 +150,26 @@ class SearchConfig:
         return self
 
     def decisions(self) -> tuple:
-        """The ContinuousDecisions, defaults with `ranges` applied."""
+        """The ContinuousDecisions, defaults with `ranges` applied (weight_decay_per_layer:
+        "weight_decay" becomes "weight_decay_<group>" for each layer group)."""
         out = []
         for k in self.continuous:
             d = DEFAULTS[k]
             if k in self.ranges:
                 low, high = self.ranges[k]
                 d = dataclasses.replace(d, low=float(low), high=float(high))
-            out.append(d.validate())
+            if k == "weight_decay" and self.weight_decay_per_layer:
+                out += [dataclasses.replace(d, name=f"weight_decay_{g}").validate()
+                        for g in layer_groups(self.num_layers)]
+            else:
+                out.append(d.validate())
         return tuple(out)
 
     def estimator(self):
         """The configured response estimator."""
         cls = response_lib.ESTIMATORS[self.response]
+        if self.response == "unrolled":
+            return cls(self.lookahead_steps, self.truncate, self.lookahead_memory)
         if self.response != "ift":
             return cls(self.lookahead_steps, self.truncate)
         solve = hypergrad.make_solver(self.solver, self.cg_iterations, self.cg_tol,

@@ -31,11 +31,17 @@ def _dot(a, b):
     return sum(float(tf.reduce_sum(x * y)) for x, y in zip(a, b))
 
 
-def test_unrolled_k1_matches_closed_form_with_shared_velocity(tmp_path, splits):
+@pytest.mark.parametrize("per_layer, memory", [(False, "full"), (False, "checkpointed"),
+                                               (True, "full")])
+def test_unrolled_k1_matches_closed_form_with_shared_velocity(tmp_path, splits, per_layer,
+                                                              memory):
     """w₁ = w − η·s·(μv + g₀): ∂L_val/∂η = −s·∇L_val(w₁)·(μv + g₀),
     ∂L_val/∂μ = −η·s·∇L_val(w₁)·v,
-    ∂L_val/∂λ = −η·s·∇L_val(w₁)·2w (g₀ = ∇CE + 2λw on the decayed kernels)."""
-    search = Search(joint_config(response="unrolled"), str(tmp_path), splits=splits, verbose=0)
+    ∂L_val/∂λ_g = −η·s·∇L_val(w₁)·2w_g (g₀ = ∇CE + 2λ_g w on the decayed kernels of
+    group g; one group of all kernels without per-layer decay)."""
+    search = Search(joint_config(response="unrolled", weight_decay_per_layer=per_layer,
+                                 lookahead_memory=memory),
+                    str(tmp_path), splits=splits, verbose=0)
     rng = np.random.default_rng(0)
     for v in search.shared.velocity:  # a shared velocity as a search would have left it
         v.assign(0.1 * rng.normal(size=v.shape).astype(np.float32))
@@ -47,15 +53,19 @@ def test_unrolled_k1_matches_closed_form_with_shared_velocity(tmp_path, splits):
     _, _, terms, _ = search.phase.response.evaluate(obj, (params, velocity), children, values, val,
                                               train)
     scale = float(search.shared.lr_scale())
+    paths = [v.path for v in search.supernet.trainable_variables]
+    groups = ([d.name[len("weight_decay_"):] for d in search.config.decisions()[2:]]
+              if per_layer else [None])
     for i in range(2):
-        child, (lr, mom, _) = children[i], values[i].numpy()
+        child, (lr, mom) = children[i], values[i].numpy()[:2]
         g0 = _grad(lambda p: obj.train_loss(p, child, values[i], *train), params)
         step = [mom * v + g for v, g in zip(velocity, g0)]
         w1 = [p - lr * scale * s for p, s in zip(params, step)]
         gv = _grad(lambda p: obj.val_loss(p, child, *val), w1)
-        two_w = [2 * p if k in obj.decayed else tf.zeros_like(p) for k, p in enumerate(params)]
-        want = [-scale * _dot(gv, step), -lr * scale * _dot(gv, velocity),
-                -lr * scale * _dot(gv, two_w)]
+        two_w = [[2 * p if k in obj.decayed and group in (None, paths[k].split("/")[1])
+                  else tf.zeros_like(p) for k, p in enumerate(params)] for group in groups]
+        want = [-scale * _dot(gv, step), -lr * scale * _dot(gv, velocity)] + [
+            -lr * scale * _dot(gv, w) for w in two_w]
         np.testing.assert_allclose(terms.dloss_dvalues[i].numpy(), want, rtol=2e-3, atol=1e-7)
     assert not terms.score_continuous and np.all(terms.score_weights.numpy() == 0)
 

@@ -114,6 +114,9 @@ def define_search_flags():
     for name, d in DEFAULTS.items():
         flags.DEFINE_list(f"{name}_range", [f"{d.low:g}", f"{d.high:g}"],
                           f"low,high of the continuous {name}.")
+    flags.DEFINE_bool("weight_decay_per_layer", False, "With --continuous=weight_decay "
+                      "(macro space): one L2 coefficient per layer group (stem, each layer, "
+                      "head), each in --weight_decay_range.")
     flags.DEFINE_enum("reward", "accuracy", list(REWARDS), "Controller reward: validation "
                       "accuracy (ENAS) or −min(L_val, cap) (needed by a response).")
     flags.DEFINE_float("reward_loss_cap", 5.0, "Rewards are −min(L_val, cap); non-finite: "
@@ -125,6 +128,9 @@ def define_search_flags():
                          "and of the IFT Hessian.", lower_bound=1)
     flags.DEFINE_integer("truncate", 0, "Lookahead steps not differentiated through.",
                          lower_bound=0)
+    flags.DEFINE_enum("lookahead_memory", "full", ["full", "checkpointed"], "Unrolled "
+                      "response: keep every lookahead step, or √K checkpoints and recompute "
+                      "(memory O(√K), one more forward pass).")
     flags.DEFINE_enum("response", "none", list(response.ESTIMATORS),
                       "Response estimator added to REINFORCE.")
     flags.DEFINE_float("response_weight", 1.0, "Weight of the response term.", lower_bound=0.0)
@@ -171,6 +177,7 @@ def search_config() -> SearchConfig:
                  "momentum", "l2", "grad_clip_norm", "controller_steps", "controller_batch",
                  "val_batch_size", "epochs", "time_budget_s", "derive_samples", "reward",
                  "reward_loss_cap", "lookahead_steps", "lookahead_batch_size", "truncate",
+                 "lookahead_memory", "weight_decay_per_layer",
                  "response", "response_weight", "response_every", "solver", "cg_iterations",
                  "cg_tol", "cg_damping", "neumann_alpha", "curvature", "strategy",
                  "jit_compile", "mixed_precision")
