@@ -208,7 +208,8 @@ def markdown(rows: list[dict]) -> str:
             rs = [r for r in rows if r["method"] == m and r["fraction"] == f]
             cells.append(_mean_se([r["test_accuracy"] for r in rs]) if rs else "")
         final = [r for r in rows if r["method"] == m and r["fraction"] == 1.0]
-        hp = {k: np.median([r["hyperparameters"].get(k, np.nan) for r in final])
+        hp = {k: np.median([r["hyperparameters"].get(k, getattr(DEFAULT_RETRAIN, k))
+                            for r in final])  # not searched: the default optimizer's
               for k in ("learning_rate", "momentum", "weight_decay")}
         skipped = [r["response_skipped"] for r in final if r["response_skipped"] is not None]
         moved = [(r["momentum_mean"][0], r["momentum_mean"][-1]) for r in final
