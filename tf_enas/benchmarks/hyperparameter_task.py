@@ -202,7 +202,8 @@ def markdown(rows: list[dict]) -> str:
     out = [f"| method | {head} | epochs at T | η, μ, decoupled wd at T (median) | "
            "IFT steps skipped | momentum mean, first → last epoch | seeds |",
            "|---|" + "---:|" * len(fractions) + "---:|---|---:|---|---:|"]
-    for m in dict.fromkeys(r["method"] for r in rows):
+    order = {m: i for i, m in enumerate(methods())}
+    for m in sorted(dict.fromkeys(r["method"] for r in rows), key=lambda m: order.get(m, 99)):
         cells = []
         for f in fractions:
             rs = [r for r in rows if r["method"] == m and r["fraction"] == f]

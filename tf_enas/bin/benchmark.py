@@ -119,6 +119,16 @@ def _plot_name(section: str) -> str:
     return f"{stem}.png" if stem.endswith(f"_{section}") else f"{stem}_{section}.png"
 
 
+def _merged(section: str, key) -> list:
+    """The section's rows from the --merge files (shards), one per key."""
+    from tf_enas.benchmarks import shards
+
+    try:
+        return shards.merge(shards.load_rows(FLAGS.merge, section), key)
+    except ValueError as e:
+        raise app.UsageError(f"--merge: {e}")
+
+
 def _tabular(quick, plot_path):
     from tf_enas.benchmarks import shards, tabular_methods, tabular_report as tr
 
@@ -127,10 +137,7 @@ def _tabular(quick, plot_path):
         raise app.UsageError(f"--tabular_methods must be among "
                              f"{', '.join(tabular_methods.METHODS)}, got {FLAGS.tabular_methods}")
     if FLAGS.merge:
-        try:
-            rows = shards.merge(shards.load_rows(FLAGS.merge, "tabular"), tr.KEY)
-        except ValueError as e:
-            raise app.UsageError(f"--merge: {e}")
+        rows = _merged("tabular", tr.KEY)
     else:
         tables = FLAGS.tabular[:1] if quick else FLAGS.tabular
         seeds = range(2 if quick else FLAGS.tabular_seeds)
@@ -166,10 +173,7 @@ def _hyperparameters(work, quick, seeds, plot_path):
     if bad:
         raise app.UsageError(f"--hp_methods must be among {list(ht.methods())}, got {bad}")
     if FLAGS.merge:
-        try:
-            rows = shards.merge(shards.load_rows(FLAGS.merge, "hyperparameters"), ht.KEY)
-        except ValueError as e:
-            raise app.UsageError(f"--merge: {e}")
+        rows = _merged("hyperparameters", ht.KEY)
     else:
         budget = 20.0 if quick else FLAGS.hp_budget_s
         names = names[2:4] if quick and not FLAGS.hp_methods else names
