@@ -87,6 +87,12 @@ def test_search_then_train_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     trained = json.loads((again / "result.json").read_text())
     assert trained["architecture"] == result["architecture"]
+    # trained as the search chose: its learning rate, its width; the flag overrides epochs
+    assert trained["hyperparameters"]["learning_rate"] == result["hyperparameters"][
+        "learning_rate"]
+    assert trained["hyperparameters"]["retrain"]["epochs"] == 1
+    assert (keras.models.load_model(again / "model.keras").count_params()
+            == model.count_params())
 
 
 def test_train_rejects_bad_child(tmp_path):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_enas import data
+from tf_enas import data, found_child
 from tf_enas.cell_controller import CellController, JointCellController
 from tf_enas.cell_space import MicroSpace, RNNCellSpace
 from tf_enas.controller import ControllerConfig
@@ -15,6 +15,7 @@ from tf_enas.joint_controller import DEFAULTS
 from tf_enas.retrain import RetrainConfig
 from tf_enas.search import Search, SearchConfig
 from tf_enas.supernet.micro import MicroSupernet
+from tf_enas.supernet.rnn_cell import RNNSupernet
 
 
 def all_children(space):
@@ -124,3 +125,21 @@ def test_of_child_rebuilds_a_space_for_the_text(space):
     smallest = type(space).of_child(text)
     assert smallest.num_nodes == space.num_nodes
     assert smallest.to_string(smallest.parse(text)) == text
+
+
+@pytest.mark.parametrize("space", [MicroSpace(2), RNNCellSpace(3)], ids=["micro", "rnn_cell"])
+def test_found_child_from_text_is_the_supernets_child(splits, space):
+    """tf-enas-train's model of a cell child's text has the supernet's child's layers: with
+    the inherited weights copied in, it gives the supernet's outputs for that child."""
+    if isinstance(space, MicroSpace):
+        name, supernet = "micro", MicroSupernet(space, splits.input_shape, splits.num_classes,
+                                                width=4, num_cells=1)
+    else:
+        name, supernet = "rnn_cell", RNNSupernet(space, splits.input_shape,
+                                                 splits.num_classes, width=4)
+    child = space.random(np.random.default_rng(1))
+    model = found_child.child_model(space.to_string(child), splits.input_shape,
+                                    splits.num_classes, width=4, space=name, num_cells=1)
+    model.set_weights(supernet.child_model(child).get_weights())
+    np.testing.assert_allclose(model(splits.x_val[:8], training=False),
+                               supernet(splits.x_val[:8], child, training=False), atol=1e-5)
