@@ -55,6 +55,8 @@ def test_bad_strategy_settings_are_named(monkeypatch):
         SearchConfig(strategy="tpu").validate()
     with pytest.raises(ValueError, match="space=macro only"):
         SearchConfig(strategy="mirrored", space="micro").validate()
+    with pytest.raises(ValueError, match="jit_compile runs under strategy=default only"):
+        SearchConfig(strategy="mirrored", jit_compile=True).validate()
     with pytest.raises(ValueError, match="mixed_precision must be one of"):
         SearchConfig(mixed_precision="float16").validate()
     monkeypatch.delenv("TF_CONFIG", raising=False)

@@ -159,6 +159,8 @@ class Search:
     def train_step(self, x, y):
         """Samples a child and takes one step of its own optimizer (SharedWeights)."""
         children, values = self.sample_children(1)
+        if self.config.jit_compile:  # XLA: a nested compiled function, default strategy only
+            return self.shared.compiled_step(x, y, children[0], values[0])
         return distribute.run(self.strategy, self.shared.step,
                               (x, y, children[0], values[0]))
 

@@ -87,6 +87,9 @@ class SearchConfig:
                            ("mixed_precision", MIXED_PRECISION)):
             if getattr(self, k) not in allowed:
                 raise ValueError(f"{k} must be one of {allowed}, got {getattr(self, k)!r}")
+        if self.jit_compile and self.strategy != "default":
+            raise ValueError(f"jit_compile runs under strategy=default only, got "
+                             f"strategy={self.strategy}")
         if self.strategy != "default" and self.space != "macro":
             raise ValueError(f"strategy={self.strategy} runs space=macro only (its batch norm "
                              f"is synchronized outside control flow), got space={self.space}")

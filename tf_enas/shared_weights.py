@@ -31,6 +31,8 @@ class SharedWeights(tf.Module):
         self.steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="shared_steps")
         self.skipped_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped")
         self.objective = ChildObjective(supernet, hyperparameters, self.lr_scale)
+        # the same step compiled by XLA (config.jit_compile; BENCHMARKS.md "scaling")
+        self.compiled_step = tf.function(self.step, autograph=False, jit_compile=True)
 
     def lr_scale(self):
         """s_t, the schedule's multiplier at the current shared step."""

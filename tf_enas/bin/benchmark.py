@@ -105,10 +105,15 @@ def _cost(work, quick):
 
 
 def _scaling(quick):
-    from tf_enas.benchmarks import scaling
+    from tf_enas.benchmarks import distribute_cost, scaling
 
     sc = scaling.measure(quick=quick)
-    return sc, [f"## scaling (width {sc['width']})", "", scaling.markdown(sc)]
+    dc = distribute_cost.measure(quick=quick)
+    return sc | {"devices": dc}, [
+        f"## scaling (width {sc['width']})", "", scaling.markdown(sc), "",
+        f"### shared-weight steps on 1 vs {dc['devices']} logical devices (6 layers, width "
+        "64, batch 128; tf_enas/benchmarks/distribute_cost.py)", "",
+        distribute_cost.markdown(dc)]
 
 
 def _plot_name(section: str) -> str:

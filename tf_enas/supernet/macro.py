@@ -18,7 +18,7 @@ import keras
 import tensorflow as tf
 
 from tf_enas.space import SearchSpace
-from tf_enas.supernet.ops import BatchNorm, PoolOp, make_op, moments
+from tf_enas.supernet.ops import BatchNorm, PoolOp, make_op, moments, to_float32
 
 _CONV = {1: keras.layers.Conv1D, 2: keras.layers.Conv2D}
 _AVGPOOL = {1: keras.layers.AveragePooling1D, 2: keras.layers.AveragePooling2D}
@@ -229,7 +229,8 @@ class Supernet(keras.Model):
             if i in self.reduce_after:
                 outputs = [self.reduce(o) for o in outputs]
                 h = outputs[-1]
-        return self.head(h, training=training)
+        # float32 logits under a mixed-precision policy (losses and hypergradients in float32)
+        return to_float32(self.head(h, training=training))
 
     def child_model(self, child, inherit_weights: bool = True, width: int | None = None,
                     dropout: float | None = None, name: str = "child") -> keras.Model:

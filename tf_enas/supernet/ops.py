@@ -34,8 +34,15 @@ def moments(x):
     """(E[x], Var[x]) over every axis but the last, over the global batch: under a
     tf.distribute strategy the replicas' slices are all-reduced (synchronized BN)."""
     axes = list(range(len(x.shape) - 1))
-    mean = global_mean(x, axes)
-    return mean, global_mean(tf.square(x - mean), axes)
+    x32 = to_float32(x)  # float32 moments under a mixed-precision policy
+    mean = global_mean(x32, axes)
+    var = global_mean(tf.square(x32 - mean), axes)
+    return tf.cast(mean, x.dtype), tf.cast(var, x.dtype)
+
+
+def to_float32(x):
+    """x in float32 when it is a 16-bit float (a mixed-precision policy), else x itself."""
+    return tf.cast(x, tf.float32) if x.dtype in (tf.float16, tf.bfloat16) else x
 
 
 @keras.saving.register_keras_serializable(package="tf_enas")
