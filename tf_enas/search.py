@@ -33,6 +33,7 @@ from tf_enas import checkpoints
 from tf_enas import data as data_lib
 from tf_enas import distribute
 from tf_enas import epoch_logs
+from tf_enas import found_child
 from tf_enas import plots
 from tf_enas import results
 from tf_enas.cell_controller import make_controller as make_cell_controller
@@ -45,9 +46,6 @@ from tf_enas.run_dir import RunDirectory, read_json_if_current, write_json_stamp
 from tf_enas.search_config import GROWABLE, SearchConfig
 from tf_enas.shared_weights import SharedWeights
 from tf_enas.space import SearchSpace
-from tf_enas.supernet import Supernet
-from tf_enas.supernet.micro import MicroSupernet
-from tf_enas.supernet.rnn_cell import RNNSupernet
 
 
 COLLECTIVE_TIMEOUT_S = 300.0  # a multi-worker run whose peer died fails after this
@@ -121,14 +119,9 @@ class Search:
         return SearchSpace(self.config.num_layers, self.config.ops, self.config.choices)
 
     def build_supernet(self):
-        if self.config.space == "micro":
-            return MicroSupernet(self.space, self.splits.input_shape, self.splits.num_classes,
-                                 width=self.config.width, num_cells=self.config.num_cells)
-        if self.config.space == "rnn_cell":
-            return RNNSupernet(self.space, self.splits.input_shape, self.splits.num_classes,
-                               width=self.config.width)
-        return Supernet(self.space, self.splits.input_shape, self.splits.num_classes,
-                        width=self.config.width)
+        cfg = self.config
+        return found_child.build_supernet(cfg.space, self.space, self.splits.input_shape,
+                                          self.splits.num_classes, cfg.width, cfg.num_cells)
 
     def build_controller(self) -> Controller:
         cfg = self.config
