@@ -117,12 +117,13 @@ def _scaling(quick):
 
 
 def _plot_name(section: str) -> str:
-    """benchmark_<section>.png beside BENCHMARKS.md, else <output's stem>.png (tabular) or
-    <output's stem>_<section>.png."""
+    """benchmark_<section>.png beside BENCHMARKS.md, else <output's stem>.png (tabular, or a
+    stem that names the section) or <output's stem>_<section>.png."""
     stem = os.path.splitext(os.path.basename(FLAGS.output))[0]
     if stem == "BENCHMARKS":
         return f"benchmark_{section}.png"
-    return f"{stem}.png" if section == "tabular" else f"{stem}_{section}.png"
+    return (f"{stem}.png" if section == "tabular" or stem.endswith(section)
+            else f"{stem}_{section}.png")
 
 
 def _merged(section: str, key) -> list:
