@@ -7,7 +7,6 @@ so that both take trials; the chief writes DIR/chief_summary.json when it exits.
 import json
 import os
 import sys
-import time
 
 import keras_tuner as kt
 
@@ -24,11 +23,7 @@ def main(directory, max_trials, workers=2):
                            record_dir=records, trial_seconds=0.3, directory=directory,
                            project_name="dist")
     if tuner_id != "chief":
-        open(os.path.join(directory, f"ready_{tuner_id}"), "w").close()
-        deadline = time.time() + 120
-        while (sum(f.startswith("ready_") for f in os.listdir(directory)) < workers
-               and time.time() < deadline):
-            time.sleep(0.1)
+        toy.wait_for_workers(directory, tuner_id, workers)
     tuner.search(verbose=0)
     if tuner_id == "chief":
         summary = {

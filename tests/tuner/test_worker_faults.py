@@ -284,7 +284,8 @@ def test_lost_trial_at_the_failure_limit_stops_the_search(tmp_path):
     lost, other = oracle.create_trial("a"), oracle.create_trial("b")
     oracle.clock.now += 11
     oracle.update_trial(other.trial_id, {"score": 1.0})  # b is alive, a silent for 11 s
-    assert [e["outcome"] for e in oracle.reap_lost_workers()] == ["FAILED"]
+    assert [(e["trial_id"], e["outcome"]) for e in oracle.reap_lost_workers()] == [
+        (lost.trial_id, "FAILED")]
     assert oracle.ongoing_trials.keys() == {"b"}  # keras-tuner raised before releasing it
     stopped = oracle.create_trial("c")
     assert stopped.status == Status.STOPPED

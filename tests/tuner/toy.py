@@ -56,3 +56,13 @@ def conditional_score(values):
         s += {3: 0.0, 5: 0.1, 7: 0.05}[values["kernel"]]
         s += 0.1 * values.get("pool_size", 0) if values["pool"] else 0.0
     return s
+
+
+def wait_for_workers(directory: str, tuner_id: str, workers: int, timeout_s: float = 120):
+    """A worker marks itself ready and waits (up to timeout_s) until `workers` are, so that
+    every worker asks the chief for trials from the start."""
+    open(os.path.join(directory, f"ready_{tuner_id}"), "w").close()
+    deadline = time.time() + timeout_s
+    while (sum(f.startswith("ready_") for f in os.listdir(directory)) < workers
+           and time.time() < deadline):
+        time.sleep(0.1)

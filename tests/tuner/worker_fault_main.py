@@ -45,11 +45,7 @@ def main(directory, max_trials, timeout_s, retries, workers=2):
                        record_dir=records, trial_seconds=0.3, directory=directory,
                        project_name="faults")
     if tuner_id != "chief":
-        open(os.path.join(directory, f"ready_{tuner_id}"), "w").close()
-        deadline = time.time() + 120
-        while (sum(f.startswith("ready_") for f in os.listdir(directory)) < workers
-               and time.time() < deadline):
-            time.sleep(0.1)
+        toy.wait_for_workers(directory, tuner_id, workers)
     tuner.search(verbose=0)
     if tuner_id == "chief":
         summary = {

@@ -156,12 +156,7 @@ class SupernetLayer(keras.layers.Layer):
             mean, var = moments(z)
             if update_stats:
                 for k, bn in enumerate(bns):
-                    chosen, m = tf.equal(op_index, k), bn.momentum
-                    bn._update(
-                        tf.where(chosen, m * bn.moving_mean + (1 - m) * tf.stop_gradient(mean),
-                                 bn.moving_mean),
-                        tf.where(chosen, m * bn.moving_variance
-                                 + (1 - m) * tf.stop_gradient(var), bn.moving_variance))
+                    bn.update_moving(mean, var, where=tf.equal(op_index, k))
         else:
             mean, var = pick("moving_mean"), pick("moving_variance")
         eps = bns[0].epsilon

@@ -169,12 +169,7 @@ class MixedOp(keras.layers.Layer):
             var = tf.reduce_mean(tf.square(y - mean), axes)
             if update_stats:
                 for bn, chosen in ((b3, is3), (b5, tf.equal(op, 2))):
-                    m = bn.momentum
-                    bn._update(
-                        tf.where(chosen, m * bn.moving_mean + (1 - m) * tf.stop_gradient(mean),
-                                 bn.moving_mean),
-                        tf.where(chosen, m * bn.moving_variance
-                                 + (1 - m) * tf.stop_gradient(var), bn.moving_variance))
+                    bn.update_moving(mean, var, where=chosen)
         else:
             mean = tf.where(is3, b3.moving_mean, b5.moving_mean)
             var = tf.where(is3, b3.moving_variance, b5.moving_variance)

@@ -71,17 +71,19 @@ class BatchNorm(keras.layers.Layer):
     def call(self, x, training=False, update_stats=True):
         if training:
             mean, var = moments(x)
-            m = self.momentum
             if update_stats:
-                self._update(m * self.moving_mean + (1 - m) * tf.stop_gradient(mean),
-                             m * self.moving_variance + (1 - m) * tf.stop_gradient(var))
+                self.update_moving(mean, var)
         else:
             mean, var = self.moving_mean, self.moving_variance
         return (x - mean) * tf.math.rsqrt(var + self.epsilon) * self.gamma + self.beta
 
-    def _update(self, mean, var):
-        self.moving_mean.assign(mean)
-        self.moving_variance.assign(var)
+    def update_moving(self, mean, var, where=True):
+        """m ← momentum·m + (1 − momentum)·E[x] (and the variance alike) where `where` (a
+        scalar bool: the op this norm belongs to is the chosen one), else unchanged."""
+        m = self.momentum
+        for moving, batch in ((self.moving_mean, mean), (self.moving_variance, var)):
+            moving.assign(tf.where(where, m * moving + (1 - m) * tf.stop_gradient(batch),
+                                   moving))
 
     def get_config(self):
         return super().get_config() | {"momentum": self.momentum, "epsilon": self.epsilon}
