@@ -208,7 +208,8 @@ def markdown(rows: list[dict]) -> str:
         for f in fractions:
             rs = [r for r in rows if r["method"] == m and r["fraction"] == f]
             cells.append(_mean_se([r["test_accuracy"] for r in rs]) if rs else "")
-        final = [r for r in rows if r["method"] == m and r["fraction"] == 1.0]
+        last = max(r["fraction"] for r in rows if r["method"] == m)
+        final = [r for r in rows if r["method"] == m and r["fraction"] == last]
         hp = {k: np.median([r["hyperparameters"].get(k, getattr(DEFAULT_RETRAIN, k))
                             for r in final])  # not searched: the default optimizer's
               for k in ("learning_rate", "momentum", "weight_decay")}
