@@ -14,28 +14,50 @@ import tempfile
 from tf_enas.benchmarks import search_quality
 
 
-def measure(quick: bool = False, epochs: int = 3, dataset: str = "mnist1d") -> list[dict]:
-    """One row per response: first_epoch_s, epoch_s (mean of epochs 2..), ratio_to_none."""
-    rows = []
-    for method, (cls, overrides) in search_quality.weight_sharing_methods().items():
-        if not overrides.get("continuous"):
-            continue
-        config = search_quality.search_config(dataset, 0, 1.0, quick, **overrides)
-        config = dataclasses.replace(config, epochs=epochs, time_budget_s=None)
-        with tempfile.TemporaryDirectory() as out:
-            history = cls(config, out, verbose=0).search()
-        later = [h["seconds"] for h in history[1:]]
-        rows.append({"method": method, "response": config.response,
-                     "first_epoch_s": history[0]["seconds"],
-                     "epoch_s": sum(later) / len(later)})
+def _row(method, cls, config, epochs) -> dict:
+    config = dataclasses.replace(config, epochs=epochs, time_budget_s=None)
+    with tempfile.TemporaryDirectory() as out:
+        history = cls(config, out, verbose=0).search()
+    later = [h["seconds"] for h in history[1:]]
+    return {"method": method, "response": config.response,
+            "response_every": config.response_every, "first_epoch_s": history[0]["seconds"],
+            "epoch_s": sum(later) / len(later)}
+
+
+def _ratios(rows: list[dict]) -> list[dict]:
     for r in rows:
         r["ratio_to_none"] = r["epoch_s"] / rows[0]["epoch_s"]
     return rows
 
 
+def measure(quick: bool = False, epochs: int = 3, dataset: str = "mnist1d") -> list[dict]:
+    """One row per response: first_epoch_s, epoch_s (mean of epochs 2..), ratio_to_none."""
+    return _ratios([
+        _row(method, cls, search_quality.search_config(dataset, 0, 1.0, quick, **overrides),
+             epochs)
+        for method, (cls, overrides) in search_quality.weight_sharing_methods().items()
+        if overrides.get("continuous")])
+
+
+def measure_every(everies=(1, 2, 5), quick: bool = False, epochs: int = 3,
+                  dataset: str = "mnist1d") -> list[dict]:
+    """The cost of a later epoch against `response_every` for each response estimator
+    (the flagfiles' other settings); the first row is response=none."""
+    methods = search_quality.weight_sharing_methods()
+    cls, none = methods["joint, response=none"]
+    rows = [_row("joint, response=none", cls,
+                 search_quality.search_config(dataset, 0, 1.0, quick, **none), epochs)]
+    for method in ("joint + unrolled", "joint + ift"):
+        cls, overrides = methods[method]
+        rows += [_row(method, cls, search_quality.search_config(
+            dataset, 0, 1.0, quick, **(overrides | {"response_every": n})), epochs)
+            for n in everies]
+    return _ratios(rows)
+
+
 def markdown(rows: list[dict]) -> str:
-    out = ["| method | first epoch (s, traces) | later epochs (s) | ratio to none (goal ≤ 2) |",
-           "|---|---:|---:|---:|"]
-    out += [f"| {r['method']} | {r['first_epoch_s']:.1f} | {r['epoch_s']:.1f} | "
-            f"{r['ratio_to_none']:.2f} |" for r in rows]
+    out = ["| method | response_every | first epoch (s, traces) | later epochs (s) | "
+           "ratio to none |", "|---|---:|---:|---:|---:|"]
+    out += [f"| {r['method']} | {r['response_every']} | {r['first_epoch_s']:.1f} | "
+            f"{r['epoch_s']:.1f} | {r['ratio_to_none']:.2f} |" for r in rows]
     return "\n".join(out)
