@@ -1,7 +1,8 @@
 """tf-enas-benchmark: search quality, costs and scaling, side by side in one run.
 
     python -m tf_enas.bin.benchmark --quick        # every section, tiny budgets (10 min on 2 cores)
-    python -m tf_enas.bin.benchmark --seeds=0,1,2  # the full comparison (10-12 hours on 2 cores)
+    python -m tf_enas.bin.benchmark --seeds=0,1,2  # the full comparison (12-14 hours on 2 cores)
+    python -m tf_enas.bin.benchmark --sections=hyperparameters --shard=0/3 --json_out=h0.json  # 1 seed
     python -m tf_enas.bin.benchmark --sections=tabular --shard=0/4 --json_out=s0.json  # 1 of 4
     python -m tf_enas.bin.benchmark --sections=tabular --merge=s0.json,s1.json,s2.json,s3.json
 
