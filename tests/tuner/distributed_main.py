@@ -15,17 +15,8 @@ from tests.tuner import toy
 
 
 def main(directory, max_trials, workers=2):
-    tuner_id = os.environ["KERASTUNER_TUNER_ID"]
     oracle = PolicyOracle(objective=kt.Objective("score", "max"), max_trials=max_trials, seed=3)
-    records = os.path.join(directory, "records")
-    os.makedirs(records, exist_ok=True)
-    tuner = toy.ScoreTuner(oracle, toy.conditional_space, toy.conditional_score,
-                           record_dir=records, trial_seconds=0.3, directory=directory,
-                           project_name="dist")
-    if tuner_id != "chief":
-        toy.wait_for_workers(directory, tuner_id, workers)
-    tuner.search(verbose=0)
-    if tuner_id == "chief":
+    if toy.search_in_role(toy.ScoreTuner, oracle, directory, "dist", workers) == "chief":
         summary = {
             "trials": {t.trial_id: {"status": t.status, "values": t.hyperparameters.values}
                        for t in oracle.trials.values()},

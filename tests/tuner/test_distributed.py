@@ -4,23 +4,18 @@ learns from all of them and exits."""
 import glob
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
+
+from tests.tuner import toy
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRIALS = 8
 
 
-def _free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_chief_and_two_workers(tmp_path):
-    port = _free_port()
+    port = toy.free_port()
     procs = {}
     for tuner_id in ("chief", "tuner0", "tuner1"):
         env = dict(os.environ, KERASTUNER_TUNER_ID=tuner_id, KERASTUNER_ORACLE_IP="127.0.0.1",

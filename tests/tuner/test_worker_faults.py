@@ -14,7 +14,6 @@ import glob
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,17 +29,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 TRIALS = 6
 
 
-def _free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Cluster:
     """A chief and workers running worker_fault_main.py, each logging to DIR/<id>.log."""
 
     def __init__(self, directory, timeout_s, retries):
-        self.dir, self.port = directory, _free_port()
+        self.dir, self.port = directory, toy.free_port()
         self.args = [str(directory), str(TRIALS), str(timeout_s), str(retries)]
         self.procs, self.logs = {}, []
 

@@ -66,3 +66,26 @@ def wait_for_workers(directory: str, tuner_id: str, workers: int, timeout_s: flo
     while (sum(f.startswith("ready_") for f in os.listdir(directory)) < workers
            and time.time() < deadline):
         time.sleep(0.1)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def search_in_role(tuner_cls, oracle, directory: str, project_name: str, workers: int):
+    """One process of a distributed test search: the tuner over the toy space (trials of
+    0.3 s recorded in DIR/records), workers waiting for each other first; returns its
+    KERASTUNER_TUNER_ID once the search is over for it."""
+    tuner_id = os.environ["KERASTUNER_TUNER_ID"]
+    records = os.path.join(directory, "records")
+    os.makedirs(records, exist_ok=True)
+    tuner = tuner_cls(oracle, conditional_space, conditional_score, record_dir=records,
+                      trial_seconds=0.3, directory=directory, project_name=project_name)
+    if tuner_id != "chief":
+        wait_for_workers(directory, tuner_id, workers)
+    tuner.search(verbose=0)
+    return tuner_id

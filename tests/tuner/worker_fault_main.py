@@ -36,18 +36,9 @@ class FaultTuner(toy.ScoreTuner):
 
 
 def main(directory, max_trials, timeout_s, retries, workers=2):
-    tuner_id = os.environ["KERASTUNER_TUNER_ID"]
     oracle = PolicyOracle(objective=kt.Objective("score", "max"), max_trials=max_trials,
                           seed=3, max_retries_per_trial=retries, trial_timeout_s=timeout_s)
-    records = os.path.join(directory, "records")
-    os.makedirs(records, exist_ok=True)
-    tuner = FaultTuner(oracle, toy.conditional_space, toy.conditional_score,
-                       record_dir=records, trial_seconds=0.3, directory=directory,
-                       project_name="faults")
-    if tuner_id != "chief":
-        toy.wait_for_workers(directory, tuner_id, workers)
-    tuner.search(verbose=0)
-    if tuner_id == "chief":
+    if toy.search_in_role(FaultTuner, oracle, directory, "faults", workers) == "chief":
         summary = {
             "trials": {t.trial_id: {"status": t.status, "values": t.hyperparameters.values,
                                     "message": t.message}

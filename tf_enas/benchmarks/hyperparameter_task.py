@@ -33,12 +33,11 @@ import keras
 import numpy as np
 
 from tf_enas import data
+from tf_enas import found_child
 from tf_enas import results
 from tf_enas.controller import ControllerConfig
 from tf_enas.retrain import RetrainConfig, train
 from tf_enas.search import RandomSearch, Search, SearchConfig
-from tf_enas.space import SearchSpace
-from tf_enas.supernet import Supernet
 
 KEY = ("method", "seed", "fraction", "grid_weight_decay")  # rows' identity (shards.merge)
 TRAIN_EXAMPLES = 1000
@@ -135,12 +134,11 @@ def weight_decay_grid(child: str, seed: int, quick: bool = False,
     """The child retrained with the default optimizer and each decay of the grid."""
     task = task or splits(seed)
     config = base_config(seed, quick)
-    space = SearchSpace(config.num_layers, config.ops)
-    supernet = Supernet(space, task.input_shape, task.num_classes, width=config.width)
     rows = []
     for wd in WEIGHT_DECAY_GRID:
         keras.utils.set_random_seed(seed)
-        model = supernet.child_model(space.parse(child), inherit_weights=False)
+        model = found_child.child_model(child, task.input_shape, task.num_classes,
+                                        config.width)
         m = train(model, task, dataclasses.replace(config.retrain, weight_decay=wd))
         rows.append({"method": "reference: best architecture, grid weight decay",
                      "seed": seed, "fraction": 1.0, "grid_weight_decay": wd, "child": child,
