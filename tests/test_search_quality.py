@@ -38,3 +38,36 @@ def test_every_method_of_the_issue_is_in_the_table():
     assert [c.response for c in configs] == ["none", "none", "none", "unrolled", "ift"]
     assert [c.reward for c in configs] == ["accuracy", "accuracy", "loss", "loss", "loss"]
     assert all(c.retrain.optimizer == "sgd" for c in configs[2:])
+
+
+def test_shards_of_the_section_merge_into_one_table(tmp_path):
+    from absl import flags
+
+    from tf_enas import files
+    from tf_enas.benchmarks import shards
+    from tf_enas.bin import benchmark
+
+    jobs = sq.jobs(["mnist1d", "digits"], ["0", "1", "2"])
+    parts = [shards.select(jobs, f"{i}/4") for i in range(4)]
+    assert sorted(j for p in parts for j in p) == sorted(jobs) and len(set(jobs)) == 6
+    rows = [dict(_row("ENAS", seed, 0.9 + seed / 100, 0.9, [(5.0, 0.97)]), dataset=d,
+                 budget_s=120.0) for d, seed in jobs]
+    for i, part in enumerate(parts):
+        files.write_json(str(tmp_path / f"s{i}.json"), {"search": {"rows": [
+            r for r in rows if (r["dataset"], r["seed"]) in part]}})
+    merge = ",".join(str(tmp_path / f"s{i}.json") for i in range(4))
+    args = ["--sections=search", f"--merge={merge}", f"--output={tmp_path}/m.md",
+            f"--json_out={tmp_path}/m.json"]
+    if "output_dir" in flags.FLAGS:  # another test imported the search binary's flags here
+        args.append(f"--output_dir={tmp_path}")
+    try:
+        flags.FLAGS(["tf-enas-benchmark", *args])
+        benchmark.main(["tf-enas-benchmark"])
+    finally:
+        flags.FLAGS.unparse_flags()
+    report = (tmp_path / "m.md").read_text()
+    assert "## search quality (120 s search per method, then retrain)" in report
+    for dataset in ("mnist1d", "digits"):
+        test = np.array([0.90, 0.91, 0.92])
+        line = next(x for x in report.splitlines() if x.startswith(f"| {dataset} | ENAS |"))
+        assert f"{test.mean():.4f} ± {test.std():.4f}" in line and line.endswith("| 3 |")

@@ -214,11 +214,15 @@ class Policy(tf.Module):
         return children, tf.cast(values, tf.float32)
 
     @tf.function(autograph=False, reduce_retracing=True)
-    def log_prob(self, children, values=None):
-        """log π_φ(child) = Σ categorical log-probs + Σ continuous log-densities → [B]."""
+    def log_prob(self, children, values=None, mask=None):
+        """log π_φ(child) = Σ categorical log-probs + Σ continuous log-densities → [B];
+        mask [B, D] (optional, 0/1) keeps only the categorical decisions that count."""
         children, values = self._empty_values(children, values)
         walk = self.walk(tf.shape(children)[0], children, values)
-        return tf.reduce_sum(walk.discrete_log_prob, 1) + walk.continuous_log_prob
+        discrete = walk.discrete_log_prob
+        if mask is not None:
+            discrete *= tf.cast(mask, discrete.dtype)
+        return tf.reduce_sum(discrete, 1) + walk.continuous_log_prob
 
     def probabilities(self, index: int, children) -> np.ndarray:
         """π(decision `index` = v | earlier decisions of `children`) for every value v:

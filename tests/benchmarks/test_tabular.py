@@ -98,13 +98,15 @@ def test_every_method_is_reproducible_by_seed(nb201, method):
     assert other["regret_curve"] != a["regret_curve"]
 
 
-def test_policy_oracle_runs_the_same_search_as_the_controller():
+@pytest.mark.parametrize("options", [{}, {"candidates": 8}])
+def test_policy_oracle_runs_the_same_search_as_the_controller(options):
     # the same seed: the same trials, through keras-tuner or not (so each is reproducible)
     t = Table("hpolib/slice_localization")
-    direct = tabular_methods.run(t, "controller", 2, 16)
-    oracle = tabular_methods.run(t, "policy_oracle", 2, 16)
+    direct = tabular_methods.run(t, "controller", 2, 16, **options)
+    oracle = tabular_methods.run(t, "policy_oracle", 2, 16, **options)
     assert direct["evaluations"] == oracle["evaluations"] == 16
     assert direct["regret_curve"] == oracle["regret_curve"]
+    assert direct["best_config"] == oracle["best_config"]
     assert direct["final_regret"] == pytest.approx(abs(t.best - t.mean(
         t.space.parse(direct["best_config"]))))
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from tf_enas.tuner import PolicyOracle
-from tf_enas.tuner.policy_oracle import PolicyUpdate, centered_ranks, top_weights
+from tf_enas.tuner.policy_oracle import (PolicyUpdate, centered_ranks, most_likely_new,
+                                         top_weights)
 from tests.tuner import toy
 
 Status = kt.engine.trial.TrialStatus
@@ -330,6 +331,14 @@ def test_rank_and_top_utilities_by_hand():
     w -= w.mean()
     np.testing.assert_allclose(top_weights([1.0, 4.0, 3.0, 2.0]), w / np.abs(w).max(),
                                rtol=1e-6)
+    # a tie across the cut shares its places' weights: 4 first, the two 3s split
+    # (ln 2.5 − ln 2 + 0) / 2 each, 1 last; equal rewards everywhere weigh nothing
+    w = np.array([math.log(2.5), (math.log(2.5) - math.log(2)) / 2,
+                  (math.log(2.5) - math.log(2)) / 2, 0.0])
+    w -= w.mean()
+    np.testing.assert_allclose(top_weights([4.0, 3.0, 3.0, 1.0]), w / np.abs(w).max(),
+                               rtol=1e-6)
+    np.testing.assert_array_equal(top_weights([2.0, 2.0, 2.0]), [0.0, 0.0, 0.0])
     for bad in (dict(reward="rank", replay=False), dict(reward="top", replay=False),
                 dict(reward="best"), dict(steps=0)):
         with pytest.raises(ValueError, match="PolicyUpdate"):
@@ -347,3 +356,25 @@ def test_rank_replay_update_learns_the_best_arm(tmp_path):
     later = [oracle.trials[t].hyperparameters.values["arm"] for t in oracle.start_order[10:]]
     assert max(table, key=later.count) == "c", later
     assert oracle.most_likely_values()["arm"] == "c"
+
+
+def test_most_likely_new_is_the_most_probable_unseen_configuration():
+    # 2 decisions × 3 values: 256 draws hold every configuration (for this seed), so the
+    # choice is the argmax over all unseen ones of Π_k π(a_k | a_<k), enumerated with the
+    # controller's step-by-step probabilities
+    from tf_enas.controller import Controller, ControllerConfig
+    from tf_enas.space import SearchSpace
+
+    space = SearchSpace(choices={"x": (0, 1, 2), "y": (0, 1, 2)})
+    controller = Controller(space, ControllerConfig(lstm_size=8, tanh_constant=2.5), seed=3)
+    configs = [np.array([x, y], np.int32) for x in range(3) for y in range(3)]
+    prob = {c.tobytes(): controller.probabilities(0, c[None])[0][c[0]]
+            * controller.probabilities(1, c[None])[0][c[1]] for c in configs}
+    seen = {max(prob, key=prob.get)}
+    ones = np.ones(2, np.float32)
+    child, _, _ = most_likely_new(controller, 256, lambda row: (row, ones, row.tobytes()),
+                                  lambda key: key not in seen)
+    unseen = {k: p for k, p in prob.items() if k not in seen}
+    assert child.tobytes() == max(unseen, key=unseen.get)
+    assert most_likely_new(controller, 4, lambda row: (row, ones, row.tobytes()),
+                           lambda key: False) is None

@@ -110,29 +110,44 @@ def tuner_rows(dataset: str, seed: int, budget_s: float, quick: bool, directory:
                                            dataset=dataset, directory=directory)]
 
 
-def run(datasets, seeds, budget_s: float, output_dir: str, quick: bool = False) -> list[dict]:
+KEY = ("dataset", "seed", "method")  # one row per key; shards.merge joins shards by it
+
+
+def jobs(datasets, seeds) -> list[tuple[str, int]]:
+    """The section's independent jobs, (dataset, seed) in order (a shard takes some)."""
+    return [(d, int(s)) for d in datasets for s in seeds]
+
+
+def run(job_list, budget_s: float, output_dir: str, quick: bool = False,
+        on_row=None) -> list[dict]:
     """The hand-designed CNN, every weight-sharing method and the keras-tuner oracles on
-    every dataset and seed."""
+    each (dataset, seed) job; on_row(rows so far) after every row."""
     rows = []
-    for dataset in datasets:
-        for seed in seeds:
-            splits = data.load(dataset, seed, 0.1 if dataset == "mnist1d" else 0.2)
-            start = time.time()
-            epochs = 10 if quick else 60
-            hand = hand_designed_cnn(splits, seed, epochs=epochs)
-            rows.append({"method": f"hand-designed CNN (5×conv-BN-ReLU, {epochs} ep.)",
-                         "dataset": dataset, "seed": seed, **hand,
-                         "wall_seconds": time.time() - start, "evaluated": 1, "curve": []})
-            for method, (cls, overrides) in weight_sharing_methods().items():
-                config = search_config(dataset, seed, budget_s, quick, **overrides)
-                slug = re.sub(r"\W+", "_", method)
-                d = os.path.join(output_dir, f"{dataset}_{seed}_{slug}")
-                rows.append({"dataset": dataset, "seed": seed,
-                             **_weight_sharing_row(cls, method, config, d)})
-            rows += tuner_rows(dataset, seed, budget_s, quick,
-                               os.path.join(output_dir, f"{dataset}_{seed}_tuners"))
-    for r in rows:
-        r["seconds_to_target"] = seconds_to_target(r.get("curve", []))
+
+    def add(row):
+        row["budget_s"] = float(budget_s)
+        row["seconds_to_target"] = seconds_to_target(row.get("curve", []))
+        rows.append(row)
+        if on_row:
+            on_row(list(rows))
+
+    for dataset, seed in job_list:
+        splits = data.load(dataset, seed, 0.1 if dataset == "mnist1d" else 0.2)
+        start = time.time()
+        epochs = 10 if quick else 60
+        hand = hand_designed_cnn(splits, seed, epochs=epochs)
+        add({"method": f"hand-designed CNN (5×conv-BN-ReLU, {epochs} ep.)",
+             "dataset": dataset, "seed": seed, **hand,
+             "wall_seconds": time.time() - start, "evaluated": 1, "curve": []})
+        for method, (cls, overrides) in weight_sharing_methods().items():
+            config = search_config(dataset, seed, budget_s, quick, **overrides)
+            slug = re.sub(r"\W+", "_", method)
+            d = os.path.join(output_dir, f"{dataset}_{seed}_{slug}")
+            add({"dataset": dataset, "seed": seed,
+                 **_weight_sharing_row(cls, method, config, d)})
+        for row in tuner_rows(dataset, seed, budget_s, quick,
+                              os.path.join(output_dir, f"{dataset}_{seed}_tuners")):
+            add(row)
     return rows
 
 

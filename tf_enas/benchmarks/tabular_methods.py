@@ -51,6 +51,14 @@ def policy_update():
     return PolicyUpdate()
 
 
+def proposal_candidates() -> int:
+    """Policy draws per evaluation (PolicyOracle's default; same tables as
+    controller_config)."""
+    from tf_enas.tuner.policy_oracle import DEFAULT_CANDIDATES
+
+    return DEFAULT_CANDIDATES
+
+
 class _Tracker:
     """Evaluates configurations on the table and records the regret curve."""
 
@@ -74,7 +82,8 @@ class _Tracker:
         return value
 
 
-def _controller(table, tracker, seed, evaluations, config=None, update=None):
+def _controller(table, tracker, seed, evaluations, config=None, update=None,
+                candidates=None):
     from tf_enas.controller import Controller
     from tf_enas.tuner.policy_oracle import policy_step
 
@@ -83,7 +92,7 @@ def _controller(table, tracker, seed, evaluations, config=None, update=None):
     controller = Controller(table.space, config, seed=seed + 1)  # as PolicyOracle's seed
     seen, children, rewards = set(), [], []
     for _ in range(evaluations):
-        child = _propose(controller, table.space, seen)
+        child = _propose(controller, table.space, seen, candidates or proposal_candidates())
         if child is None:  # every configuration was evaluated
             break
         seen.add(child.tobytes())
@@ -96,36 +105,42 @@ def _controller(table, tracker, seed, evaluations, config=None, update=None):
             policy_step(controller, update, [child], [reward])
 
 
-def _propose(controller, space, seen, tries=20):
-    """A configuration not in `seen`, drawn as PolicyOracle draws it: the first new one
-    of up to `tries` policy samples, else of up to `tries` uniform ones (the controller's
-    RNG), else None (the space counts as exhausted, as in keras-tuner's oracles)."""
-    from tf_enas.tuner.policy_oracle import draw
+def _propose(controller, space, seen, candidates, tries=20):
+    """A configuration not in `seen`, chosen as PolicyOracle chooses it: up to `tries`
+    times the most probable new one of `candidates` policy draws, else the first new one
+    of up to `tries` uniform draws (the controller's RNG), else None (the space counts as
+    exhausted, as in keras-tuner's oracles)."""
+    from tf_enas.tuner.policy_oracle import draw, most_likely_new
 
-    for attempt in range(2 * tries):
-        if attempt < tries:
-            child = controller.sample(1)[0][0].numpy()
-        else:
-            child = np.array([draw(controller.rng, np.ones(d.num_values))
-                              for d in space.decisions], np.int32)
+    ones = np.ones(len(space), np.float32)
+    for _ in range(tries):
+        trial = most_likely_new(controller, candidates, lambda row: (row, ones, row.tobytes()),
+                                lambda key: key not in seen)
+        if trial is not None:
+            return trial[0]
+    for _ in range(tries):
+        child = np.array([draw(controller.rng, np.ones(d.num_values))
+                          for d in space.decisions], np.int32)
         if child.tobytes() not in seen:
             return child
     return None
 
 
-def _keras_tuner(method, table, tracker, seed, evaluations, config=None, update=None):
+def _keras_tuner(method, table, tracker, seed, evaluations, config=None, update=None,
+                 candidates=None):
     import keras_tuner as kt
-
-    from tf_enas.tuner.policy_oracle import PolicyOracle
 
     objective = kt.Objective("value", "max" if table.maximize else "min")
     hp = table.space.to_hyperparameters()
     # keras-tuner replaces a seed of 0 by a random one: its oracles get seed + 1
     common = dict(objective=objective, max_trials=evaluations, seed=seed + 1,
                   hyperparameters=hp)
-    if method == "policy_oracle":
+    if method == "policy_oracle":  # the only method here that needs TensorFlow
+        from tf_enas.tuner.policy_oracle import PolicyOracle
+
         oracle = PolicyOracle(controller_config=config or controller_config(),
-                              update=update or policy_update(), **common)
+                              update=update or policy_update(),
+                              candidates=candidates or proposal_candidates(), **common)
     elif method == "kt_random":
         oracle = kt.oracles.RandomSearchOracle(**common)
     else:
@@ -168,8 +183,8 @@ def _optuna(method, table, tracker, seed, evaluations):
 def run(table: Table | str, method: str, seed: int, evaluations: int, **options) -> dict:
     """One seeded search of `method` on `table`; the row described in the module doc.
 
-    options: config (ControllerConfig) and update (PolicyUpdate) for "controller" and
-    "policy_oracle".
+    options: config (ControllerConfig), update (PolicyUpdate) and candidates (policy draws
+    per evaluation) for "controller" and "policy_oracle".
     """
     if method not in METHODS:
         raise ValueError(f"unknown tabular method {method!r}; known: {METHODS}")
@@ -198,9 +213,9 @@ def run(table: Table | str, method: str, seed: int, evaluations: int, **options)
             "best_config": table.space.to_string(tracker.best_child)}
 
 
-def options_of(config=None, update=None) -> dict:
+def options_of(config=None, update=None, candidates=None) -> dict:
     """The JSON form of the controller options (for reports)."""
-    out = {}
+    out = {} if candidates is None else {"candidates": candidates}
     if config is not None:
         out["controller_config"] = dataclasses.asdict(config)
     if update is not None:

