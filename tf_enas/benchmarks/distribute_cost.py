@@ -43,9 +43,11 @@ def _worker(quick: bool, xla: bool) -> dict:
     splits = load("mnist1d", seed=0)
     x, y = tf.constant(splits.x_train[:128]), tf.constant(splits.y_train[:128])
     searches = {}
+    size = dict(num_layers=2, width=16) if quick else dict(num_layers=6, width=64)
     for strategy, policy, jit in SETTINGS + (XLA if xla else ()):
         s = Search(SearchConfig(epochs=1, strategy=strategy, mixed_precision=policy,
-                                jit_compile=jit), tempfile.mkdtemp(), splits=splits, verbose=0)
+                                jit_compile=jit, **size), tempfile.mkdtemp(), splits=splits,
+                   verbose=0)
         s.train_step(x, y)  # trace
         searches[(strategy, policy, jit)] = s
     repeats = 10 if quick else 50
@@ -59,7 +61,7 @@ def _worker(quick: bool, xla: bool) -> dict:
     rows = [{"strategy": k[0], "mixed_precision": k[1], "jit_compile": k[2],
              "replicas": searches[k].strategy.num_replicas_in_sync,
              "steps_per_s": 1.0 / float(np.median(v))} for k, v in times.items()]
-    return {"rows": rows, "devices": len(tf.config.list_logical_devices("CPU"))}
+    return {"rows": rows, "devices": len(tf.config.list_logical_devices("CPU")), **size}
 
 
 def markdown(r: dict) -> str:

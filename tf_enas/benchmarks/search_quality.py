@@ -84,10 +84,11 @@ _JOINT = dict(retrain_optimizer="sgd", reward="loss",
               controller_steps=10, lookahead_steps=1, lookahead_batch_size=64)
 
 
-def weight_sharing_methods() -> dict:
-    """method name → (Search class, config overrides)."""
+def weight_sharing_methods(quick: bool = False) -> dict:
+    """method name → (Search class, config overrides); quick leaves out the IFT search
+    (its first epoch traces second derivatives for a minute or more on 2 cores)."""
     joint = lambda **kw: (Search, _JOINT | kw)
-    return {
+    methods = {
         "random (shared weights)": (RandomSearch, {}),
         "ENAS (architecture only)": (Search, {}),
         "joint, response=none": joint(response="none"),
@@ -95,19 +96,25 @@ def weight_sharing_methods() -> dict:
         "joint + ift": joint(response="ift", response_every=5, curvature="gauss_newton",
                              cg_iterations=5, cg_tol=0.2, cg_damping=0.1),
     }
+    if quick:
+        del methods["joint + ift"]
+    return methods
 
 
 def tuner_rows(dataset: str, seed: int, budget_s: float, quick: bool, directory: str):
     """keras-tuner's RandomSearch, Hyperband, BayesianOptimization and tf_enas's
     PolicyOracle on tuner_compare's CNN HyperModel, budget_s seconds each (trials train
-    from scratch; the test accuracy is the best trial's model, not a retrain)."""
+    from scratch; the test accuracy is the best trial's model, not a retrain); quick:
+    PolicyOracle and RandomSearch only."""
     names = {"PolicyOracle": "tf_enas PolicyOracle (keras-tuner)"}
+    oracles = ("PolicyOracle", "RandomSearch") if quick else tuner_compare.ORACLES
     return [{"method": names.get(r["oracle"], f"keras-tuner {r['oracle']}"),
              "dataset": dataset, "seed": seed, "test_accuracy": r["test_accuracy"],
              "val_accuracy": r["best_val_accuracy"], "wall_seconds": r["seconds"],
              "evaluated": r["trials"], "curve": r["curve"]}
             for r in tuner_compare.compare(float(budget_s), quick=quick, seed=seed,
-                                           dataset=dataset, directory=directory)]
+                                           dataset=dataset, directory=directory,
+                                           oracles=oracles)]
 
 
 KEY = ("dataset", "seed", "method")  # one row per key; shards.merge joins shards by it
@@ -134,12 +141,12 @@ def run(job_list, budget_s: float, output_dir: str, quick: bool = False,
     for dataset, seed in job_list:
         splits = data.load(dataset, seed, 0.1 if dataset == "mnist1d" else 0.2)
         start = time.time()
-        epochs = 10 if quick else 60
+        epochs = 3 if quick else 60
         hand = hand_designed_cnn(splits, seed, epochs=epochs)
         add({"method": f"hand-designed CNN (5×conv-BN-ReLU, {epochs} ep.)",
              "dataset": dataset, "seed": seed, **hand,
              "wall_seconds": time.time() - start, "evaluated": 1, "curve": []})
-        for method, (cls, overrides) in weight_sharing_methods().items():
+        for method, (cls, overrides) in weight_sharing_methods(quick).items():
             config = search_config(dataset, seed, budget_s, quick, **overrides)
             slug = re.sub(r"\W+", "_", method)
             d = os.path.join(output_dir, f"{dataset}_{seed}_{slug}")
@@ -164,7 +171,11 @@ def markdown(rows: list[dict]) -> str:
     groups = {}
     for r in rows:
         groups.setdefault((r["dataset"], r["method"]), []).append(r)
-    for (dataset, method), rs in groups.items():
+    names = list(weight_sharing_methods())
+    order = lambda m: ((0, 0) if m.startswith("hand-designed") else
+                       (1, names.index(m)) if m in names else (2, m))  # then the tuners
+    key = lambda g: (g[0][0] != "mnist1d", g[0][0], order(g[0][1]))  # beside the paper rows
+    for (dataset, method), rs in sorted(groups.items(), key=key):
         test = np.array([r["test_accuracy"] for r in rs])
         val = np.array([r["val_accuracy"] for r in rs])
         reached = [r["seconds_to_target"] for r in rs if r["seconds_to_target"] is not None]

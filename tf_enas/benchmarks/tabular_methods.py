@@ -14,7 +14,8 @@ the median leaves out one-time costs such as TensorFlow's tracing). best_config 
 final best-observed configuration (SearchSpace.to_string).
 
 Methods: "controller" (tf_enas's Controller run directly, drawing and learning exactly
-as PolicyOracle does: a policy step after each evaluation, no repeated configuration),
+as PolicyOracle does: a policy step after each evaluation, no repeated configuration,
+`candidates` policy draws per proposal),
 "policy_oracle" (the same through PolicyOracle in a keras-tuner BaseTuner; the same
 trials as "controller" for the same seed), keras-tuner's "kt_random" and "kt_bayesian"
 oracles (keras-tuner and the controllers get seed + 1: keras-tuner takes 0 as "random"),

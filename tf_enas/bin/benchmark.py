@@ -2,6 +2,9 @@
 
     python -m tf_enas.bin.benchmark --quick        # every section, tiny budgets (10 min on 2 cores)
     python -m tf_enas.bin.benchmark --seeds=0,1,2  # the full comparison (12-14 hours on 2 cores)
+    python -m tf_enas.bin.benchmark --sections=search --budget_s=120 --shard=0/6 --json_out=w0.json
+        # one (dataset, seed) job of the weight-sharing comparison (about 45 min on one core)
+    python -m tf_enas.bin.benchmark --sections=search --merge=w0.json,w1.json,...
     python -m tf_enas.bin.benchmark --sections=hyperparameters --shard=0/3 --json_out=h0.json  # 1 seed
     python -m tf_enas.bin.benchmark --sections=tabular --shard=0/4 --json_out=s0.json  # 1 of 4
     python -m tf_enas.bin.benchmark --sections=tabular --merge=s0.json,s1.json,s2.json,s3.json
@@ -119,8 +122,8 @@ def _scaling(quick):
     dc = distribute_cost.measure(quick=quick)
     return sc | {"devices": dc}, [
         f"## scaling (width {sc['width']})", "", scaling.markdown(sc), "",
-        f"### shared-weight steps on 1 vs {dc['devices']} logical devices (6 layers, width "
-        "64, batch 128; tf_enas/benchmarks/distribute_cost.py)", "",
+        f"### shared-weight steps on 1 vs {dc['devices']} logical devices ({dc['num_layers']} "
+        f"layers, width {dc['width']}, batch 128; tf_enas/benchmarks/distribute_cost.py)", "",
         distribute_cost.markdown(dc)]
 
 
@@ -157,12 +160,15 @@ def _tabular(quick, plot_path):
         tables = FLAGS.tabular[:1] if quick else FLAGS.tabular
         seeds = range(2 if quick else FLAGS.tabular_seeds)
         evaluations = 25 if quick else FLAGS.evaluations
+        methods = FLAGS.tabular_methods
+        if quick and not FLAGS["tabular_methods"].present:  # its GP refits take minutes
+            methods = [m for m in methods if m != "kt_bayesian"]
         try:
             for t in tables:
                 tr.Table(t)
         except (ValueError, ImportError) as e:
             raise app.UsageError(f"--tabular: {e}")
-        job_list = shards.select(tr.jobs(tables, FLAGS.tabular_methods, seeds), FLAGS.shard)
+        job_list = shards.select(tr.jobs(tables, methods, seeds), FLAGS.shard)
         partial = lambda rows: files.write_json(FLAGS.json_out + ".partial",
                                                 {"tabular": {"rows": rows}})
         rows = shards.merge([tr.run_jobs(job_list, evaluations, log=logging.warning,
@@ -191,8 +197,8 @@ def _hyperparameters(work, quick, seeds, plot_path):
     if FLAGS.merge:
         rows = _merged("hyperparameters", ht.KEY)
     else:
-        budget = 20.0 if quick else FLAGS.hp_budget_s
-        names = names[2:4] if quick and not FLAGS.hp_methods else names
+        budget = 10.0 if quick else FLAGS.hp_budget_s
+        names = names[3:4] if quick and not FLAGS.hp_methods else names  # joint + unrolled
         rows = []
         for seed in shards.select(seeds, FLAGS.shard):
             done = list(rows)
@@ -216,7 +222,7 @@ def main(argv):
     quick = FLAGS.quick
     seeds = [int(s) for s in FLAGS.seeds][: 1 if quick else None]
     datasets = FLAGS.datasets[: 1 if quick else None]
-    budget = 10.0 if quick else FLAGS.budget_s
+    budget = 5.0 if quick else FLAGS.budget_s
     work = FLAGS.work_dir or tempfile.mkdtemp(prefix="tf_enas_bench_")
     command = "python -m tf_enas.bin.benchmark " + " ".join(sys.argv[1:])
     report, results = [_header(command)], {"command": command, "section_seconds": {}}
