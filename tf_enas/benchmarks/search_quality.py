@@ -147,6 +147,8 @@ def run(job_list, budget_s: float, output_dir: str, quick: bool = False,
              "dataset": dataset, "seed": seed, **hand,
              "wall_seconds": time.time() - start, "evaluated": 1, "curve": []})
         for method, (cls, overrides) in weight_sharing_methods(quick).items():
+            if quick and overrides.get("response", "none") != "none":
+                continue  # traced for 30 s or more; the cost section's quick run times it
             config = search_config(dataset, seed, budget_s, quick, **overrides)
             slug = re.sub(r"\W+", "_", method)
             d = os.path.join(output_dir, f"{dataset}_{seed}_{slug}")
