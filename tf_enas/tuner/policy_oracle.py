@@ -26,7 +26,9 @@ Switch any keras-tuner search to it with one line, `oracle=PolicyOracle(...)`:
   stops. A space with nothing to tune runs its defaults once.
 * `candidates` (default 1, a plain draw): each trial runs the most probable new
   configuration of that many draws from π_φ (`most_likely_new`), a greedier proposal;
-  it helps on some tables and hurts on others (BENCHMARKS.md, tabular section).
+  it helps on some tables and hurts on others, and from 8 draws on a 3-armed bandit
+  ends undecided between its two best arms, both logits at the tanh cap (BENCHMARKS.md,
+  tabular section).
 * `update` (a PolicyUpdate) says how the controller learns. The default, one step on
   the "top" utilities (CMA-ES weights of the better half) of every trial so far, was
   chosen on NAS-Bench-201 cifar10 and HPOLib slice_localization (BENCHMARKS.md, tabular section):
