@@ -205,7 +205,8 @@ def plot(rows: list[dict], path: str) -> None:
                 continue
             seen.add(r["method"])
             t, v = zip(*r["curve"])
-            ax.step(t, v, where="post", label=r["method"])
+            ax.step(t, v, where="post", label=r["method"],
+                    marker="o" if len(t) == 1 else None)  # joint searches: one point
         ax.axhline(TARGET, color="gray", ls=":")
         ax.set(title=dataset, xlabel="wall-clock seconds", ylabel="best validation accuracy")
         ax.legend(fontsize=7)

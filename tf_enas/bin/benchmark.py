@@ -1,6 +1,6 @@
 """tf-enas-benchmark: search quality, costs and scaling, side by side in one run.
 
-    python -m tf_enas.bin.benchmark --quick        # every section, tiny budgets (10 min on 2 cores)
+    python -m tf_enas.bin.benchmark --quick        # every section, a smoke run (3.5 min on 2 cores)
     python -m tf_enas.bin.benchmark --seeds=0,1,2  # the full comparison (12-14 hours on 2 cores)
     python -m tf_enas.bin.benchmark --sections=search --budget_s=120 --shard=0/6 --json_out=w0.json
         # one (dataset, seed) job of the weight-sharing comparison (about 45 min on one core)
