@@ -84,11 +84,10 @@ _JOINT = dict(retrain_optimizer="sgd", reward="loss",
               controller_steps=10, lookahead_steps=1, lookahead_batch_size=64)
 
 
-def weight_sharing_methods(quick: bool = False) -> dict:
-    """method name → (Search class, config overrides); quick leaves out the IFT search
-    (its first epoch traces second derivatives for a minute or more on 2 cores)."""
+def weight_sharing_methods() -> dict:
+    """method name → (Search class, config overrides)."""
     joint = lambda **kw: (Search, _JOINT | kw)
-    methods = {
+    return {
         "random (shared weights)": (RandomSearch, {}),
         "ENAS (architecture only)": (Search, {}),
         "joint, response=none": joint(response="none"),
@@ -96,9 +95,6 @@ def weight_sharing_methods(quick: bool = False) -> dict:
         "joint + ift": joint(response="ift", response_every=5, curvature="gauss_newton",
                              cg_iterations=5, cg_tol=0.2, cg_damping=0.1),
     }
-    if quick:
-        del methods["joint + ift"]
-    return methods
 
 
 def tuner_rows(dataset: str, seed: int, budget_s: float, quick: bool, directory: str):
@@ -146,7 +142,7 @@ def run(job_list, budget_s: float, output_dir: str, quick: bool = False,
         add({"method": f"hand-designed CNN (5×conv-BN-ReLU, {epochs} ep.)",
              "dataset": dataset, "seed": seed, **hand,
              "wall_seconds": time.time() - start, "evaluated": 1, "curve": []})
-        for method, (cls, overrides) in weight_sharing_methods(quick).items():
+        for method, (cls, overrides) in weight_sharing_methods().items():
             if quick and overrides.get("response", "none") != "none":
                 continue  # traced for 30 s or more; the cost section's quick run times it
             config = search_config(dataset, seed, budget_s, quick, **overrides)

@@ -107,24 +107,17 @@ def _controller(table, tracker, seed, evaluations, config=None, update=None,
 
 
 def _propose(controller, space, seen, candidates, tries=20):
-    """A configuration not in `seen`, chosen as PolicyOracle chooses it: up to `tries`
-    times the most probable new one of `candidates` policy draws, else the first new one
-    of up to `tries` uniform draws (the controller's RNG), else None (the space counts as
-    exhausted, as in keras-tuner's oracles)."""
-    from tf_enas.tuner.policy_oracle import draw, most_likely_new
+    """A configuration not in `seen`, chosen as PolicyOracle chooses it
+    (policy_oracle.propose, with the controller's RNG), else None (exhausted)."""
+    from tf_enas.tuner.policy_oracle import draw, propose
 
     ones = np.ones(len(space), np.float32)
-    for _ in range(tries):
-        trial = most_likely_new(controller, candidates, lambda row: (row, ones, row.tobytes()),
-                                lambda key: key not in seen)
-        if trial is not None:
-            return trial[0]
-    for _ in range(tries):
-        child = np.array([draw(controller.rng, np.ones(d.num_values))
-                          for d in space.decisions], np.int32)
-        if child.tobytes() not in seen:
-            return child
-    return None
+    as_trial = lambda child: (child, ones, child.tobytes())
+    trial = propose(controller, candidates, as_trial, lambda key: key not in seen,
+                    lambda: as_trial(np.array([draw(controller.rng, np.ones(d.num_values))
+                                               for d in space.decisions], np.int32)),
+                    tries)
+    return None if trial is None else trial[0]
 
 
 def _keras_tuner(method, table, tracker, seed, evaluations, config=None, update=None,

@@ -167,6 +167,21 @@ def most_likely_new(controller, candidates: int, resolve, is_new):
     return drawn[int(np.argmax(np.where(new, log_prob.numpy(), -np.inf)))]
 
 
+def propose(controller, candidates: int, resolve, is_new, uniform, tries: int):
+    """The next trial (child, mask, values): up to `tries` times `most_likely_new`, else the
+    first new one of up to `tries` uniform draws (uniform() → a trial); None when all
+    collide (the space counts as exhausted, keras-tuner's rule)."""
+    for _ in range(tries):
+        trial = most_likely_new(controller, candidates, resolve, is_new)
+        if trial is not None:
+            return trial
+    for _ in range(tries):
+        trial = uniform()
+        if is_new(trial[2]):
+            return trial
+    return None
+
+
 def draw(rng, p) -> int:
     """Index drawn from probabilities p with a tf.random.Generator (the controller's RNG,
     checkpointed)."""
@@ -345,20 +360,14 @@ class PolicyOracle(WorkerFaults, kt.Oracle):
                 return {"status": TrialStatus.STOPPED, "values": None}
             return {"status": TrialStatus.RUNNING, "values": mapping.resolve(None)[2]}
         controller = self._ensure_controller(mapping.layout)
-        is_new = lambda values: not self._duplicate(values)
-        for _ in range(self._max_collisions):
-            trial = most_likely_new(controller, self.candidates,
-                                    lambda row: self._resolve(mapping, controller, row), is_new)
-            if trial is not None:
-                break
-        else:
-            for _ in range(self._max_collisions):
-                trial = mapping.resolve(lambda k, child: self._draw(
-                    np.ones(len(mapping.decisions[k].values))))
-                if is_new(trial[2]):
-                    break
-            else:  # exhausted, by keras-tuner's rule of repeated collisions
-                return {"status": TrialStatus.STOPPED, "values": None}
+        trial = propose(controller, self.candidates,
+                        lambda row: self._resolve(mapping, controller, row),
+                        lambda values: not self._duplicate(values),
+                        lambda: mapping.resolve(lambda k, child: self._draw(
+                            np.ones(len(mapping.decisions[k].values)))),
+                        self._max_collisions)
+        if trial is None:  # exhausted, by keras-tuner's rule of repeated collisions
+            return {"status": TrialStatus.STOPPED, "values": None}
         child, mask, values = trial
         self._actions[trial_id] = {d.key: int(child[k]) for k, d in enumerate(mapping.decisions)
                                    if mask[k]}
