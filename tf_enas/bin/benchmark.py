@@ -3,7 +3,7 @@
     python -m tf_enas.bin.benchmark --quick        # every section, a smoke run (3.5 min on 2 cores)
     python -m tf_enas.bin.benchmark --seeds=0,1,2  # the full comparison (12-14 hours on 2 cores)
     python -m tf_enas.bin.benchmark --sections=search --budget_s=120 --shard=0/6 --json_out=w0.json
-        # one (dataset, seed) job of the weight-sharing comparison (about 45 min on one core)
+        # one (dataset, seed) job of the weight-sharing comparison (38-42 min on one core)
     python -m tf_enas.bin.benchmark --sections=search --merge=w0.json,w1.json,...
     python -m tf_enas.bin.benchmark --sections=hyperparameters --shard=0/3 --json_out=h0.json  # 1 seed
     python -m tf_enas.bin.benchmark --sections=tabular --shard=0/4 --json_out=s0.json  # 1 of 4
