@@ -38,6 +38,24 @@ def test_controller_is_a_distribution_over_the_space(space):
         space.validate(c)
 
 
+def test_micro_op_logits_reduced_as_enas():
+    """A micro cell's op logits are bounded by tanh_constant / OP_TANH_REDUCE (ENAS's
+    op_tanh_reduce), index logits and the recurrent cell's by tanh_constant; the
+    controller stays a distribution over the space."""
+    from tf_enas.cell_controller import OP_TANH_REDUCE
+    config = ControllerConfig(lstm_size=8, temperature=5.0, tanh_constant=1.1)
+    raw = tf.constant([[-1e3, -1.0, 0.0, 2.0, 1e3]])
+    micro = CellController(MicroSpace(1), config, seed=1)
+    bound = 1.1 / OP_TANH_REDUCE
+    np.testing.assert_allclose(micro._op_logits(raw).numpy(),
+                               bound * np.tanh(raw.numpy() / 5.0), rtol=1e-6)
+    rnn = CellController(RNNCellSpace(3), config, seed=1)
+    np.testing.assert_allclose(rnn._op_logits(raw).numpy(), rnn._logits(raw).numpy())
+    children = all_children(MicroSpace(1))
+    total = np.exp(micro.log_prob(tf.constant(children)).numpy().astype(np.float64)).sum()
+    assert total == pytest.approx(1.0, abs=1e-4)
+
+
 def test_joint_cell_controller_continuous_after_the_cell():
     space = MicroSpace(2)
     ctl = JointCellController(space, (DEFAULTS["learning_rate"], DEFAULTS["momentum"]),

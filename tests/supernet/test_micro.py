@@ -8,7 +8,8 @@ import tensorflow as tf
 
 from tests.supernet.test_ops import float64, functional, relative_hvp_error  # noqa: F401
 from tf_enas.cell_space import MICRO_OPS, MicroSpace
-from tf_enas.supernet.micro import Cell, MicroSupernet, MixedOp, Reduce, make_micro_op
+from tf_enas.supernet.micro import (Cell, MicroSupernet, MixedOp, Reduce, default_reductions,
+                                    make_micro_op)
 from tests.supernet.traces import traces_over_twenty_children
 
 
@@ -155,3 +156,16 @@ def test_child_model_saves_and_loads(tmp_path):
     np.testing.assert_allclose(loaded(x), model(x), atol=1e-6)
     with pytest.raises(ValueError, match="width"):
         net.child_model(child, inherit_weights=True, width=6)
+
+
+def test_default_reductions_keep_sixteen_positions():
+    """ENAS's 2 reductions where the last stage keeps >= 16 positions, else 1: MNIST-1D's
+    40 → 20 (10 after 2), CIFAR's 32×32 → 8×8; the supernet and child use it."""
+    assert [default_reductions(s) for s in [(40, 1), (64, 1), (32, 32, 3), (28, 28, 1),
+                                            (8, 8, 1)]] == [1, 2, 2, 2, 1]
+    space = MicroSpace(2)
+    net = MicroSupernet(space, (40, 1), 10, width=4)
+    assert net.reductions == 1 and net._stack.kinds == ["normal", "reduce", "normal"]
+    child = space.random(np.random.default_rng(0))
+    assert len([layer for layer in net.child_model(child).layers
+                if layer.name.startswith("cell_")]) == 3

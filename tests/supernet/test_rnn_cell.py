@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from tests.supernet.test_ops import float64, functional, relative_hvp_error  # noqa: F401
 from tf_enas.cell_space import ACTIVATIONS, RNNCellSpace
-from tf_enas.supernet.rnn_cell import CARRY_BIAS, RNNSupernet
+from tf_enas.supernet.rnn_cell import CARRY_BIAS, READOUTS, RNNSupernet, build_rnn_child
 from tests.supernet.traces import traces_over_twenty_children
 
 NP_ACT = {"tanh": np.tanh, "relu": lambda z: np.maximum(z, 0), "identity": lambda z: z,
@@ -70,11 +70,15 @@ def test_hvp_matches_finite_differences(float64, text):
     assert relative_hvp_error(loss, params) < 1e-6
 
 
-@pytest.mark.parametrize("sequence_output", [False, True])
-def test_child_model_with_inherited_weights_equals_supernet(sequence_output):
+@pytest.mark.parametrize("sequence_output,readout", [
+    (False, "last"), (False, "mean"), (False, "flatten"), (True, "flatten")])
+def test_child_model_with_inherited_weights_equals_supernet(sequence_output, readout):
     space = RNNCellSpace(5)
     keras.utils.set_random_seed(0)
-    net = RNNSupernet(space, (12, 2), 4, width=8, sequence_output=sequence_output)
+    net = RNNSupernet(space, (12, 2), 4, width=8, sequence_output=sequence_output,
+                      readout=readout)
+    head_in = 8 * 12 if readout == "flatten" and not sequence_output else 8
+    assert net.head.kernel.shape == (head_in, 4)
     x = tf.random.normal((6, 12, 2))
     rng = np.random.default_rng(2)
     for _ in range(4):
@@ -84,6 +88,16 @@ def test_child_model_with_inherited_weights_equals_supernet(sequence_output):
         kernels = sum(int(np.prod(k.kernel.shape[1:])) for k in net.cell.node_kernels)
         assert model.count_params() == (net.cell.input_kernel.count_params() + kernels
                                         + net.head.count_params())
+
+
+def test_unknown_readout_is_refused():
+    space = RNNCellSpace(3)
+    with pytest.raises(ValueError, match="readout"):
+        RNNSupernet(space, (6, 1), 3, width=4, readout="max")
+    with pytest.raises(ValueError, match="readout"):
+        build_rnn_child(space, space.random(np.random.default_rng(0)), (6, 1), 3, 4,
+                        readout="max")
+    assert set(READOUTS) == {"last", "mean", "flatten"}
 
 
 def test_twenty_children_one_trace():

@@ -16,9 +16,11 @@ one-hot contraction (a dense gradient) and
 f_i by a one-hot mix of the four activations (exact: the other three get weight 0), so one
 traced graph serves every child; the sequence is unrolled (fixed length).
 
-`RNNSupernet` classifies a sequence from h_T (or, sequence_output=True, gives logits at
-every step: a character-level language model). `child_model(child)` wraps the fixed cell
-in `keras.layers.RNN`.
+`RNNSupernet` classifies a sequence from its states (or, sequence_output=True, gives
+logits at every step: a character-level language model). `readout` says which states the
+classifier reads: "last" (h_T), "mean" (the mean of h_1..h_T) or "flatten" (h_1..h_T
+concatenated, as the MNIST-1D paper's GRU reads its outputs). `child_model(child)` wraps
+the fixed cell in `keras.layers.RNN`.
 """
 from __future__ import annotations
 
@@ -26,6 +28,9 @@ import keras
 import tensorflow as tf
 
 from tf_enas.cell_space import ACTIVATIONS, RNNCellSpace
+
+READOUTS = ("last", "mean", "flatten")
+READOUT = "flatten"  # the default readout of a classifier
 
 _ACT = {"tanh": tf.tanh, "relu": tf.nn.relu, "identity": tf.identity, "sigmoid": tf.sigmoid}
 
@@ -139,18 +144,23 @@ class RNNSupernet(keras.Model):
       width: the cell's state size n.
       sequence_output: logits at every step [B, T, C] (language model) instead of from h_T.
       dropout: dropout on h before the output layer.
+      readout: without sequence_output, what the output layer reads (READOUTS): "last"
+        h_T, "mean" the mean of h_1..h_T, "flatten" h_1..h_T concatenated.
     """
 
     def __init__(self, space: RNNCellSpace, input_shape, num_classes, width=64,
-                 sequence_output=False, dropout=0.0, **kwargs):
+                 sequence_output=False, dropout=0.0, readout=READOUT, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(space, RNNCellSpace):
             raise ValueError(f"RNNSupernet needs an RNNCellSpace, got {space!r}")
         self.example_shape = tuple(input_shape)
         if len(self.example_shape) != 2:
             raise ValueError(f"input_shape must be (length, features), got {input_shape}")
+        if readout not in READOUTS:
+            raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
         self.space, self.num_classes, self.width = space, num_classes, width
         self.sequence_output, self.dropout = sequence_output, dropout
+        self.readout = readout
         self.cell = ENASCell(space.num_nodes, width, name="cell")
         self.drop = keras.layers.Dropout(dropout, name="dropout")
         self.head = keras.layers.Dense(num_classes, name="head")
@@ -160,7 +170,8 @@ class RNNSupernet(keras.Model):
 
     def build(self, input_shape):
         self.cell.build(input_shape)
-        self.head.build((None, self.width))
+        self.head.build((None, _head_width(self.width, self.example_shape[0], self.readout,
+                                           self.sequence_output)))
         self.built = True
 
     def call(self, x, child, training=False, update_stats=True):
@@ -175,7 +186,7 @@ class RNNSupernet(keras.Model):
         for t in range(x.shape[1]):
             h = self.cell.step(x[:, t], h, inputs, acts)
             outs.append(h)
-        out = tf.stack(outs, 1) if self.sequence_output else h
+        out = _read(tf.stack(outs, 1), self.readout, self.sequence_output)
         if self.dropout:
             out = self.drop(out, training=training)
         return self.head(out)
@@ -190,7 +201,8 @@ class RNNSupernet(keras.Model):
             raise ValueError("inherit_weights needs width equal to the supernet's width")
         model = build_rnn_child(self.space, child, self.example_shape, self.num_classes, width,
                                 self.sequence_output,
-                                self.dropout if dropout is None else dropout, name)
+                                self.dropout if dropout is None else dropout, name,
+                                self.readout)
         if inherit_weights:
             cell = model.get_layer("rnn").cell
             cell.input_kernel.set_weights(self.cell.input_kernel.get_weights())
@@ -202,16 +214,39 @@ class RNNSupernet(keras.Model):
         return model
 
 
+def _head_width(width, length, readout, sequence_output):
+    return width * length if readout == "flatten" and not sequence_output else width
+
+
+def _read(states, readout, sequence_output):
+    """What the output layer reads of states [B, T, n]."""
+    if sequence_output:
+        return states
+    if readout == "mean":
+        return tf.reduce_mean(states, 1)
+    if readout == "flatten":
+        return tf.reshape(states, [-1, states.shape[1] * states.shape[2]])
+    return states[:, -1]
+
+
 def build_rnn_child(space: RNNCellSpace, child, input_shape, num_classes: int, width: int,
                     sequence_output: bool = False, dropout: float = 0.0,
-                    name: str = "child") -> keras.Model:
-    """keras.layers.RNN(ENASCell(arc of child)) → Dropout → Dense, fresh weights."""
+                    name: str = "child", readout: str = READOUT) -> keras.Model:
+    """keras.layers.RNN(ENASCell(arc of child)) → readout → Dropout → Dense, fresh
+    weights."""
+    if readout not in READOUTS:
+        raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
     child = space.validate(child)
     inputs, acts = space.cell_arrays(child)
     arc = {"inputs": inputs.tolist(), "acts": acts.tolist()}
     inp = keras.Input(tuple(input_shape), name="input")
     h = keras.layers.RNN(ENASCell(space.num_nodes, width, arc, name="cell"),
-                         return_sequences=sequence_output, name="rnn")(inp)
+                         return_sequences=sequence_output or readout != "last",
+                         name="rnn")(inp)
+    if not sequence_output and readout == "mean":
+        h = keras.layers.GlobalAveragePooling1D(name="mean")(h)
+    elif not sequence_output and readout == "flatten":
+        h = keras.layers.Flatten(name="flatten")(h)
     if dropout:
         h = keras.layers.Dropout(dropout, name="dropout")(h)
     return keras.Model(inp, keras.layers.Dense(num_classes, name="head")(h), name=name)
