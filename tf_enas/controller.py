@@ -130,6 +130,11 @@ class Controller(Policy):
         return logs | self.apply_gradients(grads) | {
             "controller/baseline": self.baseline.read_value()}
 
+    def proposal_score(self, children, mask=None):
+        """What a proposal maximizes among draws from the policy (PolicyOracle's
+        `candidates`): log π_φ over the decisions of `mask` (see Policy.log_prob)."""
+        return self.log_prob(children, mask=mask)
+
     def apply_gradients(self, grads):
         """Adam step on the controller's variables (with optional global-norm clipping)."""
         grads = _dense(grads, self.trainable_variables)

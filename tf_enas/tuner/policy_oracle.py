@@ -24,16 +24,20 @@ Switch any keras-tuner search to it with one line, `oracle=PolicyOracle(...)`:
   values a trial already ran is drawn again, up to 20 times from the policy, then up to
   20 times uniformly; when all collide the space counts as exhausted and the search
   stops. A space with nothing to tune runs its defaults once.
-* `candidates` (default 1, a plain draw): each trial runs the most probable new
-  configuration of that many draws from π_φ (`most_likely_new`), a greedier proposal;
+* `candidates` (default 1, a plain draw): each trial runs, of that many draws from π_φ,
+  the new one with the highest proposal score (`best_new_draw`: log π_φ under REINFORCE,
+  a greedier proposal; TPE's log l − log g under the density-ratio rule). With REINFORCE
   it helps on some tables and hurts on others, and from 8 draws on a 3-armed bandit
   ends undecided between its two best arms, both logits at the tanh cap (BENCHMARKS.md,
   tabular section).
-* `update` (a PolicyUpdate) says how the controller learns. The default, one step on
-  the "top" utilities (CMA-ES weights of the better half) of every trial so far, was
-  chosen on NAS-Bench-201 cifar10 and HPOLib slice_localization (BENCHMARKS.md, tabular section):
-  it reached less than half the regret of plain REINFORCE (one raw-reward step per
-  trial) there.
+* `update` (a PolicyUpdate) says how the controller learns. The default, one REINFORCE
+  step on the "top" utilities (CMA-ES weights of the better half) of every trial so far,
+  was chosen on NAS-Bench-201 cifar10 and HPOLib slice_localization (BENCHMARKS.md,
+  tabular section): it reached less than half the regret of plain REINFORCE (one
+  raw-reward step per trial) there. `PolicyUpdate(rule="density_ratio", steps=3,
+  startup=10)` with `candidates=24` fits the policy as TPE fits its densities
+  (DensityRatioController) and proposes by TPE's ratio; measured against the default in
+  BENCHMARKS.md (tabular section).
 
 `get_state` holds, JSON-safe, the controller's layout and its Controller.get_state()
 (weights, Adam state, baseline, update count, RNG state; each decision's head and
@@ -65,20 +69,33 @@ TrialStatus = kt.engine.trial.TrialStatus
 DEFAULT_CANDIDATES = 1
 
 
-def default_controller_config():
-    """Controller settings for trial-level REINFORCE (tens of rewards, not thousands):
-    a smaller LSTM, a larger learning rate and logit range, a faster baseline."""
+def default_controller_config(rule: str = "reinforce"):
+    """Controller settings for trial-level search (tens of rewards, not thousands): a
+    smaller LSTM, a larger learning rate and logit range, a faster baseline. For the
+    "density_ratio" rule: no logit cap (a head fitted to one early trial saturates under
+    the cap, and its gradient vanishes when better trials arrive) and an entropy bonus
+    of 0.1, which keeps the fitted densities from collapsing onto a few trials (TPE's
+    prior does that for TPE); both chosen on the same tables (BENCHMARKS.md)."""
     from tf_enas.controller import ControllerConfig
 
+    if rule == "density_ratio":
+        return ControllerConfig(lstm_size=32, learning_rate=0.02, entropy_weight=0.1,
+                                tanh_constant=None)
     return ControllerConfig(lstm_size=32, tanh_constant=2.5, learning_rate=0.02,
                             baseline_decay=0.9, entropy_weight=1e-3)
 
 
 @dataclasses.dataclass
 class PolicyUpdate:
-    """How the controller learns from scored trials (REINFORCE, see Controller.update);
-    PolicyUpdate("raw", replay=False) is plain REINFORCE, one step per trial.
+    """How the controller learns from scored trials; PolicyUpdate("raw", replay=False) is
+    plain REINFORCE, one step per trial.
 
+    rule: "reinforce" — REINFORCE steps of the policy (Controller.update) on the utilities
+      of `reward`; "density_ratio" — TPE's rule with the policy network as the density
+      (DensityRatioController: l fitted to the best trials, g to the rest, proposals by
+      log l − log g; `reward` is not used, the rewards only rank the trials; needs replay).
+    startup: trials drawn uniformly at random before the policy proposes (TPE's
+      n_startup_trials; the policy learns from them as from every trial).
     reward: "raw" — R itself, against the controller's moving-average baseline; "rank" —
       the centered rank of R among the trials of the step, (rank / (n − 1)) − ½ ∈ [−½, ½]
       (ties share their mean rank; invariant to the scale of the objective); "top" — the
@@ -92,16 +109,34 @@ class PolicyUpdate:
     reward: str = "top"
     replay: bool = True
     steps: int = 1
+    rule: str = "reinforce"
+    startup: int = 0
 
     def validate(self):
+        if self.rule not in ("reinforce", "density_ratio"):
+            raise ValueError(f"PolicyUpdate rule must be 'reinforce' or 'density_ratio', "
+                             f"got {self.rule!r}")
+        if self.rule == "density_ratio" and not self.replay:
+            raise ValueError("PolicyUpdate rule='density_ratio' needs replay=True (it fits "
+                             "every scored trial)")
         if self.reward not in ("raw", "rank", "top"):
             raise ValueError(f"PolicyUpdate reward must be 'raw', 'rank' or 'top', got "
                              f"{self.reward!r}")
         if self.reward != "raw" and not self.replay:
             raise ValueError(f"PolicyUpdate reward={self.reward!r} needs replay=True")
+        if not isinstance(self.startup, int) or self.startup < 0:
+            raise ValueError(f"PolicyUpdate startup must be an int >= 0, got {self.startup!r}")
         if not isinstance(self.steps, int) or self.steps < 1:
             raise ValueError(f"PolicyUpdate steps must be an int >= 1, got {self.steps!r}")
         return self
+
+    def controller(self, space, config, seed):
+        """The controller this rule trains: a Controller, or a DensityRatioController."""
+        if self.rule == "density_ratio":
+            from tf_enas.density_ratio_controller import DensityRatioController as cls
+        else:
+            from tf_enas.controller import Controller as cls
+        return cls(space, config, seed=seed)
 
 
 def centered_ranks(rewards) -> np.ndarray:
@@ -134,12 +169,15 @@ def top_weights(rewards) -> np.ndarray:
 
 
 def policy_step(controller, update: PolicyUpdate, children, rewards, masks=None) -> dict:
-    """`update.steps` REINFORCE steps on children [n, D] with rewards [n] (higher is
-    better; all scored trials when update.replay, else the new ones); returns the last
-    step's logs as floats."""
+    """`update.steps` steps of controller.update (REINFORCE on the utilities of
+    update.reward, or a DensityRatioController's two fits) on children [n, D] with rewards
+    [n] (higher is better; all scored trials when update.replay, else the new ones);
+    returns the last step's logs as floats."""
     children = np.asarray(children, np.int32)
     rewards = np.asarray(rewards, np.float32)
-    if update.reward == "rank":
+    if update.rule == "density_ratio":
+        pass  # DensityRatioController ranks the rewards itself
+    elif update.reward == "rank":
         rewards = centered_ranks(rewards)
     elif update.reward == "top":
         rewards = top_weights(rewards)
@@ -150,9 +188,10 @@ def policy_step(controller, update: PolicyUpdate, children, rewards, masks=None)
     return {k: float(v) for k, v in logs.items()}
 
 
-def most_likely_new(controller, candidates: int, resolve, is_new):
+def best_new_draw(controller, candidates: int, resolve, is_new):
     """The trial to run: of `candidates` draws from π_φ, the one not run before with the
-    highest log π_φ over its active decisions (the first on ties); None when every draw
+    highest `controller.proposal_score` over its active decisions (log π_φ; log l − log g
+    for a DensityRatioController; the first on ties); None when every draw
     repeats a trial. resolve(row) → (child [D], mask [D], values); is_new(values) → bool.
     candidates = 1 is a plain draw from the policy."""
     rows = controller.sample(candidates)[0].numpy()
@@ -162,17 +201,20 @@ def most_likely_new(controller, candidates: int, resolve, is_new):
         return None
     if candidates == 1:
         return drawn[0]
-    log_prob = controller.log_prob(np.stack([c for c, _, _ in drawn]).astype(np.int32),
-                                   mask=np.stack([m for _, m, _ in drawn]).astype(np.float32))
-    return drawn[int(np.argmax(np.where(new, log_prob.numpy(), -np.inf)))]
+    score = controller.proposal_score(
+        np.stack([c for c, _, _ in drawn]).astype(np.int32),
+        mask=np.stack([m for _, m, _ in drawn]).astype(np.float32))
+    return drawn[int(np.argmax(np.where(new, np.asarray(score), -np.inf)))]
 
 
-def propose(controller, candidates: int, resolve, is_new, uniform, tries: int):
-    """The next trial (child, mask, values): up to `tries` times `most_likely_new`, else the
-    first new one of up to `tries` uniform draws (uniform() → a trial); None when all
-    collide (the space counts as exhausted, keras-tuner's rule)."""
-    for _ in range(tries):
-        trial = most_likely_new(controller, candidates, resolve, is_new)
+def propose(controller, candidates: int, resolve, is_new, uniform, tries: int,
+            from_policy: bool = True):
+    """The next trial (child, mask, values): up to `tries` times `best_new_draw` (none
+    when not from_policy, e.g. during PolicyUpdate.startup), else the first new one of up
+    to `tries` uniform draws (uniform() → a trial); None when all collide (the space
+    counts as exhausted, keras-tuner's rule)."""
+    for _ in range(tries if from_policy else 0):
+        trial = best_new_draw(controller, candidates, resolve, is_new)
         if trial is not None:
             return trial
     for _ in range(tries):
@@ -203,18 +245,20 @@ def _decode(d: dict) -> np.ndarray:
 
 
 class PolicyOracle(WorkerFaults, kt.Oracle):
-    """A keras-tuner Oracle driven by the tf_enas policy controller (REINFORCE per trial).
+    """A keras-tuner Oracle driven by the tf_enas policy controller (learning per trial).
 
     Args (besides keras_tuner.Oracle's objective, max_trials, seed, hyperparameters,
     allow_new_entries, tune_new_entries, max_retries_per_trial,
     max_consecutive_failed_trials):
       controller_config: a tf_enas.controller.ControllerConfig (default:
-        `default_controller_config()`).
+        `default_controller_config(update.rule)`).
       grid_size: quantiles for an Int/Float without step.
       max_categories: the longest step grid used as is.
-      update: a PolicyUpdate (default: one step on the "top" utilities of all trials).
-      candidates: draws from the policy per trial; the trial runs the most probable new
-        one (see `most_likely_new`); 1 runs a plain draw.
+      update: a PolicyUpdate (default: one REINFORCE step on the "top" utilities of all
+        trials; rule="density_ratio" for TPE's rule, see the module docstring).
+      candidates: draws from the policy per trial; the trial runs the new one with the
+        highest proposal score (log π; log l − log g for the density ratio; see
+        `best_new_draw`); 1 runs a plain draw.
       trial_timeout_s: in a distributed search, seconds without a call from a worker after
         which its trial counts as lost (re-queued while max_retries_per_trial allows, else
         FAILED); it must exceed the longest trial (workers do not call the chief while a
@@ -255,7 +299,7 @@ class PolicyOracle(WorkerFaults, kt.Oracle):
     @property
     def controller_config(self):
         if self._controller_config is None:
-            self._controller_config = default_controller_config()
+            self._controller_config = default_controller_config(self.update.rule)
         return self._controller_config.validate()
 
     def mapping(self) -> HyperParameterMapping:
@@ -276,16 +320,14 @@ class PolicyOracle(WorkerFaults, kt.Oracle):
         """The controller for `layout`, rebuilt (keeping what matches) when it differs."""
         if self._controller is not None and self._layout == layout:
             return self._controller
-        from tf_enas.controller import Controller
-
         if self._controller is not None:
             saved = self._export()
         elif self._pending is not None:
             saved = self._decode_state(self._pending)
         else:
             saved = None
-        controller = Controller(search_space_of(layout), self.controller_config,
-                                seed=int(self.seed))
+        controller = self.update.controller(search_space_of(layout), self.controller_config,
+                                            int(self.seed))
         if saved is not None:
             self._import(controller, layout, saved)
             if saved["layout"] != layout:
@@ -299,9 +341,13 @@ class PolicyOracle(WorkerFaults, kt.Oracle):
         space: "w:<key>" and "emb:<key>" for each decision's head and embedding (the
         controller names them by position), the others unchanged."""
         names = {}
-        for (key, _), w, e in zip(layout, controller.w_choice, controller.choice_emb):
-            names[w.name.split(":")[0]] = "w:" + key
-            names[e.name.split(":")[0]] = "emb:" + key
+        policies = [("", controller)]
+        if hasattr(controller, "contrast"):  # a DensityRatioController's g
+            policies.append(("contrast/", controller.contrast))
+        for prefix, policy in policies:
+            for (key, _), w, e in zip(layout, policy.w_choice, policy.choice_emb):
+                names[w.name.split(":")[0]] = prefix + "w:" + key
+                names[e.name.split(":")[0]] = prefix + "emb:" + key
         return names
 
     @staticmethod
@@ -365,7 +411,7 @@ class PolicyOracle(WorkerFaults, kt.Oracle):
                         lambda values: not self._duplicate(values),
                         lambda: mapping.resolve(lambda k, child: self._draw(
                             np.ones(len(mapping.decisions[k].values)))),
-                        self._max_collisions)
+                        self._max_collisions, len(self._rewards) >= self.update.startup)
         if trial is None:  # exhausted, by keras-tuner's rule of repeated collisions
             return {"status": TrialStatus.STOPPED, "values": None}
         child, mask, values = trial

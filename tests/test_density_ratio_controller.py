@@ -1,0 +1,73 @@
+"""DensityRatioController: TPE's split by hand, the two fits against maximum-likelihood
+frequencies counted from the trials, and the proposal score by enumeration."""
+import numpy as np
+import pytest
+
+from tf_enas.controller import ControllerConfig
+from tf_enas.density_ratio_controller import DensityRatioController, good_trials
+from tf_enas.space import SearchSpace
+
+SPACE = SearchSpace(choices={"x": (0, 1, 2), "y": (0, 1, 2)})
+
+
+def test_good_trials_are_the_best_tenth_capped_at_25():
+    np.testing.assert_array_equal(good_trials([0.1, 0.5, 0.5, 0.3]), [0, 1, 0, 0])
+    r = np.arange(25.0)  # ⌈2.5⌉ = 3 best
+    assert set(np.flatnonzero(good_trials(r))) == {22, 23, 24}
+    assert good_trials(np.arange(400.0)).sum() == 25
+    assert good_trials(np.ones(11)).tolist() == [1, 1] + [0] * 9  # ties: earlier first
+
+
+def _frequencies(children, x):
+    """Counted from the trials: p(x) and p(y | x)."""
+    xs = children[:, 0]
+    p_x = np.bincount(xs, minlength=3) / len(xs)
+    p_y = np.bincount(children[xs == x, 1], minlength=3) / max((xs == x).sum(), 1)
+    return p_x, p_y
+
+
+def test_fits_reach_the_maximum_likelihood_frequencies_of_good_and_bad_trials():
+    rng = np.random.default_rng(0)
+    good = np.array([[0, 1], [0, 1], [2, 0]], np.int32)  # the 3 best of 30 (⌈30/10⌉)
+    bad = np.stack([rng.choice(3, 27, p=[0.2, 0.5, 0.3]),
+                    rng.choice(3, 27, p=[0.6, 0.3, 0.1])], 1).astype(np.int32)
+    children = np.concatenate([bad[:10], good, bad[10:]])
+    rewards = np.concatenate([np.zeros(10), [3.0, 2.0, 1.0], -np.ones(17)])
+    # no logit cap, no entropy bonus: the fits' optimum is the counted frequencies
+    c = DensityRatioController(SPACE, ControllerConfig(lstm_size=16, tanh_constant=None,
+                                                       learning_rate=0.05,
+                                                       entropy_weight=0.0), seed=1)
+    for _ in range(400):
+        logs = c.update(children, None, rewards)
+    assert float(logs["density_ratio/good"]) == 3
+    for policy, trials in ((c, good), (c.contrast, bad)):
+        for x in np.unique(trials[:, 0]):
+            p_x, p_y = _frequencies(trials, x)
+            child = np.array([[x, 0]], np.int32)
+            np.testing.assert_allclose(policy.probabilities(0, child)[0], p_x, atol=0.02)
+            np.testing.assert_allclose(policy.probabilities(1, child)[0], p_y, atol=0.02)
+
+
+def test_proposal_score_is_log_l_minus_log_g_by_enumeration():
+    c = DensityRatioController(SPACE, ControllerConfig(lstm_size=8, tanh_constant=2.5),
+                               seed=3)
+    c.update(np.array([[0, 1], [2, 2], [1, 0]], np.int32), None, [1.0, 0.0, 0.5])
+    configs = np.array([[x, y] for x in range(3) for y in range(3)], np.int32)
+
+    def log_p(policy, child):
+        return sum(np.log(policy.probabilities(k, child[None])[0][child[k]]) for k in (0, 1))
+
+    expected = [log_p(c, a) - log_p(c.contrast, a) for a in configs]
+    np.testing.assert_allclose(c.proposal_score(configs).numpy(), expected, rtol=1e-5,
+                               atol=1e-5)
+    mask = np.array([[1, 0]] * len(configs), np.float32)  # only x counts
+    expected = [np.log(c.probabilities(0, a[None])[0][a[0]])
+                - np.log(c.contrast.probabilities(0, a[None])[0][a[0]]) for a in configs]
+    np.testing.assert_allclose(c.proposal_score(configs, mask).numpy(), expected,
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_continuous_values_and_response_terms_are_refused():
+    c = DensityRatioController(SPACE, seed=0)
+    with pytest.raises(ValueError, match="categorical trials only"):
+        c.update(np.zeros((2, 2), np.int32), np.ones((2, 1)), [1.0, 0.0])
