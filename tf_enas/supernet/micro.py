@@ -249,8 +249,8 @@ MIN_POSITIONS = 16
 def default_reductions(input_shape) -> int:
     """ENAS's 2 reductions, or 1 when 2 would leave fewer than MIN_POSITIONS positions in
     the last stage: a 32×32 image keeps 8×8 = 64 after 2, but an MNIST-1D sequence of
-    length 40 only 10 (and retrained children with 1 reduction were better there: 99.4%
-    against 98.7% for a child of about the same parameters with 2)."""
+    length 40 only 10 (one MNIST-1D child retrained: 99.4% test at width 32 with 1
+    reduction, 49k parameters; 98.7% at width 24 with 2, 120k)."""
     spatial = [int(s) for s in tuple(input_shape)[:-1]]
     return 2 if int(np.prod([(s + 3) // 4 for s in spatial])) >= MIN_POSITIONS else 1
 
