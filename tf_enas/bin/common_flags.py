@@ -62,7 +62,8 @@ def define_search_flags():
     flags.DEFINE_enum("space", "macro", list(SPACES), "Search space: macro (layers), micro "
                       "(ENAS's conv cells) or rnn_cell (ENAS's recurrent cell).")
     flags.DEFINE_integer("num_nodes", 5, "micro / rnn_cell: nodes per cell.", lower_bound=1)
-    flags.DEFINE_integer("num_cells", 1, "micro: normal cells per stage (3 stages).",
+    flags.DEFINE_integer("num_cells", 1, "micro: normal cells per stage (one stage, and one "
+                         "more after each reduction: 3 for images, 2 for MNIST-1D).",
                          lower_bound=1)
     flags.DEFINE_multi_enum("ops", list(OPS), list(OPS), "Ops each layer chooses from.")
     flags.DEFINE_integer("width", 64, "Channels of every supernet layer.", lower_bound=1)
