@@ -56,29 +56,29 @@ class DensityRatioController(Controller):
         if response is not None or (values is not None and np.size(values)):
             raise ValueError("DensityRatioController fits categorical trials only: no "
                              "continuous values, no response terms")
-        children = tf.convert_to_tensor(children, tf.int32)
-        if mask is None:
-            mask = tf.ones(tf.shape(children), tf.float32)
-        return self._fit(children, tf.constant(good_trials(rewards)),
-                         tf.cast(mask, tf.float32))
+        children = np.asarray(children, np.int32)
+        mask = (np.ones(children.shape, np.float32) if mask is None
+                else np.asarray(mask, np.float32))
+        good = good_trials(rewards) > 0
+        return self._fit(children[good], mask[good], children[~good], mask[~good])
 
     @tf.function(autograph=False, reduce_retracing=True)
-    def _fit(self, children, good, mask):
-        bad = 1.0 - good
-        variables = self.trainable_variables
+    def _fit(self, good, good_mask, bad, bad_mask):
         with tf.GradientTape() as tape:
-            losses = []
-            for policy, weight in ((self, good), (self.contrast, bad)):
-                walk = policy.walk(tf.shape(children)[0], children,
-                                   tf.zeros((tf.shape(children)[0], 0)))
-                log_prob = tf.reduce_sum(walk.discrete_log_prob * mask, 1)
-                entropy = tf.reduce_sum(walk.discrete_entropy * mask, 1)
-                total = tf.maximum(tf.reduce_sum(weight), 1.0)
-                losses.append(-tf.reduce_sum(weight * log_prob) / total
-                              - self.config.entropy_weight
-                              * tf.reduce_sum(weight * entropy) / total)
-            loss = losses[0] + losses[1]
-        logs = self.apply_gradients(tape.gradient(loss, variables))
-        return logs | {"controller/loss": loss, "density_ratio/good_nll": losses[0],
-                       "density_ratio/bad_nll": losses[1],
-                       "density_ratio/good": tf.reduce_sum(good)}
+            good_nll = self._fit_loss(self, good, good_mask)
+            bad_nll = self._fit_loss(self.contrast, bad, bad_mask)
+            loss = good_nll + bad_nll
+        logs = self.apply_gradients(tape.gradient(loss, self.trainable_variables))
+        return logs | {"controller/loss": loss, "density_ratio/good_nll": good_nll,
+                       "density_ratio/bad_nll": bad_nll,
+                       "density_ratio/good": tf.shape(good)[0]}
+
+    def _fit_loss(self, policy, children, mask):
+        """−mean log p(x) − β_ent·mean H over `children` (0 for none)."""
+        n = tf.shape(children)[0]
+        walk = policy.walk(n, children, tf.zeros((n, 0)))
+        log_prob = tf.reduce_sum(walk.discrete_log_prob * mask, 1)
+        entropy = tf.reduce_sum(walk.discrete_entropy * mask, 1)
+        count = tf.maximum(tf.cast(n, tf.float32), 1.0)
+        return -(tf.reduce_sum(log_prob) + self.config.entropy_weight
+                 * tf.reduce_sum(entropy)) / count

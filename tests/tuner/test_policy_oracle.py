@@ -349,7 +349,8 @@ def test_rank_and_top_utilities_by_hand():
                                rtol=1e-6)
     np.testing.assert_array_equal(top_weights([2.0, 2.0, 2.0]), [0.0, 0.0, 0.0])
     for bad in (dict(reward="rank", replay=False), dict(reward="top", replay=False),
-                dict(reward="best"), dict(steps=0)):
+                dict(reward="best"), dict(steps=0), dict(rule="tpe"), dict(startup=-1),
+                dict(rule="density_ratio", reward="raw", replay=False)):
         with pytest.raises(ValueError, match="PolicyUpdate"):
             PolicyUpdate(**bad).validate()
 

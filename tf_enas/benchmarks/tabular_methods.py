@@ -35,8 +35,8 @@ import numpy as np
 
 from tf_enas.benchmarks.tabular import Table
 
-METHODS = ("controller", "controller_density_ratio", "policy_oracle", "kt_random", "kt_bayesian", "optuna_tpe",
-           "optuna_random")
+METHODS = ("controller", "controller_density_ratio", "policy_oracle", "kt_random",
+           "kt_bayesian", "optuna_tpe", "optuna_random")
 
 
 def controller_config(rule: str = "reinforce"):
