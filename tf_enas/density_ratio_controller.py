@@ -8,9 +8,10 @@ equal rewards: the earlier trial first) and the rest "bad"; the policy l = π_φ
 to the good trials and a second policy g (same architecture, its own variables, in
 `contrast`) to the bad ones, by maximum likelihood with an entropy bonus:
 
-    loss = −mean_good log l(x) − mean_bad log g(x) − β_ent·(mean H[l] + mean H[g])
+    loss = −mean_good [log l(x) + β_ent·H_l(x)] − mean_bad [log g(x) + β_ent·H_g(x)]
 
-(one Adam step per `update`, both networks at once). A proposal maximizes TPE's
+with H(x) the entropies of the decisions along x's walk (one Adam step per `update`,
+both networks at once; inactive decisions masked). A proposal maximizes TPE's
 criterion log l(x) − log g(x) (`proposal_score`) over draws from l (PolicyOracle's
 `candidates`). No REINFORCE term is used: the rewards only decide which trials are good.
 """
