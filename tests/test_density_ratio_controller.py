@@ -71,3 +71,20 @@ def test_continuous_values_and_response_terms_are_refused():
     c = DensityRatioController(SPACE, seed=0)
     with pytest.raises(ValueError, match="categorical trials only"):
         c.update(np.zeros((2, 2), np.int32), np.ones((2, 1)), [1.0, 0.0])
+
+
+def test_candidates_are_policy_draws_then_local_moves_of_the_good_trials():
+    from tf_enas.density_ratio_controller import MOVE_PROB
+
+    space = SearchSpace(choices={f"d{i}": tuple(range(5)) for i in range(6)})
+    c = DensityRatioController(space, seed=2)
+    assert c.candidate_rows(4).shape == (4, 6)  # nothing scored yet: draws only
+    children = np.array([[1, 2, 3, 4, 0, 1], [0, 0, 0, 0, 0, 0], [4, 4, 4, 4, 4, 4]],
+                        np.int32)
+    rows = c.candidate_rows(3000, (children, [0.5, 0.1, 0.2]))  # good: the first (⌈0.3⌉)
+    assert rows.shape == (6000, 6) and rows.min() >= 0 and rows.max() <= 4
+    # each decision of a move is redrawn uniformly with probability MOVE_PROB, so it
+    # differs from the good trial with probability MOVE_PROB · 4/5
+    changed = (rows[3000:] != children[0]).mean(0)
+    se = np.sqrt(MOVE_PROB * 0.8 * (1 - MOVE_PROB * 0.8) / 3000)
+    np.testing.assert_array_less(np.abs(changed - MOVE_PROB * 0.8), 4 * se)

@@ -130,6 +130,11 @@ class Controller(Policy):
         return logs | self.apply_gradients(grads) | {
             "controller/baseline": self.baseline.read_value()}
 
+    def candidate_rows(self, n: int, scored=None) -> np.ndarray:
+        """Candidates for a proposal (PolicyOracle's `candidates`): n draws from the policy,
+        int32 [n, D]; `scored` (children, rewards of the trials so far) is for subclasses."""
+        return self.sample(n)[0].numpy()
+
     def proposal_score(self, children, mask=None):
         """What a proposal maximizes among draws from the policy (PolicyOracle's
         `candidates`): log π_φ over the decisions of `mask` (see Policy.log_prob)."""

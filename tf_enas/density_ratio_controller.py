@@ -13,7 +13,10 @@ to the good trials and a second policy g (same architecture, its own variables, 
 with H(x) the entropies of the decisions along x's walk (one Adam step per `update`,
 both networks at once; inactive decisions masked). A proposal maximizes TPE's
 criterion log l(x) − log g(x) (`proposal_score`) over draws from l (PolicyOracle's
-`candidates`). No REINFORCE term is used: the rewards only decide which trials are good.
+`candidates`) and as many local moves of good trials (`candidate_rows`: a good trial
+with each decision redrawn uniformly with probability MOVE_PROB, the kind of proposal
+TPE's multivariate kernels make). No REINFORCE term is used: the rewards only decide
+which trials are good.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from tf_enas.controller import Controller
 from tf_enas.policy import Policy
 
 MAX_GOOD = 25  # TPE's cap on the good set
+MOVE_PROB = 0.2  # per decision, in a local move of a good trial
 
 
 def good_trials(rewards) -> np.ndarray:
@@ -44,6 +48,21 @@ class DensityRatioController(Controller):
         # built with the heads, so that Controller's one Adam covers both networks
         with tf.name_scope("contrast"):
             self.contrast = Policy(self.space, self.config, seed=seed + 1, name="contrast")
+
+    def candidate_rows(self, n: int, scored=None) -> np.ndarray:
+        """n draws from l, then (once a trial is scored) n local moves of good trials:
+        int32 [n or 2n, D]. scored: (children [m, D], rewards [m]). Random numbers come
+        from the controller's RNG (checkpointed)."""
+        draws = super().candidate_rows(n)
+        if scored is None or not len(scored[1]):
+            return draws
+        good = np.asarray(scored[0], np.int32)[good_trials(scored[1]) > 0]
+        sizes = np.array([d.num_values for d in self.space.decisions])
+        u = self.rng.uniform((3, n, len(sizes)), dtype=tf.float64).numpy()
+        base = good[(u[0, :, 0] * len(good)).astype(int)]
+        redrawn = (u[2] * sizes).astype(np.int32)
+        return np.concatenate([draws, np.where(u[1] < MOVE_PROB, redrawn, base)]).astype(
+            np.int32)
 
     @tf.function(autograph=False, reduce_retracing=True)
     def proposal_score(self, children, mask=None):

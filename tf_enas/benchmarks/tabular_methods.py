@@ -105,7 +105,7 @@ def _controller(table, tracker, seed, evaluations, config=None, update=None,
     seen, children, rewards = set(), [], []
     for _ in range(evaluations):
         child = _propose(controller, table.space, seen, candidates or proposal_candidates(),
-                         len(children) >= update.startup)
+                         len(children) >= update.startup, (children, rewards))
         if child is None:  # every configuration was evaluated
             break
         seen.add(child.tobytes())
@@ -118,7 +118,7 @@ def _controller(table, tracker, seed, evaluations, config=None, update=None,
             policy_step(controller, update, [child], [reward])
 
 
-def _propose(controller, space, seen, candidates, from_policy, tries=20):
+def _propose(controller, space, seen, candidates, from_policy, scored, tries=20):
     """A configuration not in `seen`, chosen as PolicyOracle chooses it
     (policy_oracle.propose, with the controller's RNG), else None (exhausted)."""
     from tf_enas.tuner.policy_oracle import draw, propose
@@ -128,7 +128,9 @@ def _propose(controller, space, seen, candidates, from_policy, tries=20):
     trial = propose(controller, candidates, as_trial, lambda key: key not in seen,
                     lambda: as_trial(np.array([draw(controller.rng, np.ones(d.num_values))
                                                for d in space.decisions], np.int32)),
-                    tries, from_policy)
+                    tries, from_policy,
+                    (np.reshape(np.asarray(scored[0], np.int32), (-1, len(space))),
+                     np.asarray(scored[1], np.float32)))
     return None if trial is None else trial[0]
 
 

@@ -188,18 +188,19 @@ def policy_step(controller, update: PolicyUpdate, children, rewards, masks=None)
     return {k: float(v) for k, v in logs.items()}
 
 
-def best_new_draw(controller, candidates: int, resolve, is_new):
+def best_new_draw(controller, candidates: int, resolve, is_new, scored=None):
     """The trial to run: of `candidates` draws from π_φ, the one not run before with the
     highest `controller.proposal_score` over its active decisions (log π_φ; log l − log g
     for a DensityRatioController; the first on ties); None when every draw
     repeats a trial. resolve(row) → (child [D], mask [D], values); is_new(values) → bool.
-    candidates = 1 is a plain draw from the policy."""
-    rows = controller.sample(candidates)[0].numpy()
+    candidates = 1 is a plain draw from the policy. scored: (children [n, D], rewards [n])
+    of the trials so far, for a controller whose `candidate_rows` uses them."""
+    rows = controller.candidate_rows(candidates, scored)
     drawn = [resolve(row) for row in rows]
     new = np.array([is_new(values) for _, _, values in drawn])
     if not new.any():
         return None
-    if candidates == 1:
+    if len(drawn) == 1:
         return drawn[0]
     score = controller.proposal_score(
         np.stack([c for c, _, _ in drawn]).astype(np.int32),
@@ -208,13 +209,13 @@ def best_new_draw(controller, candidates: int, resolve, is_new):
 
 
 def propose(controller, candidates: int, resolve, is_new, uniform, tries: int,
-            from_policy: bool = True):
+            from_policy: bool = True, scored=None):
     """The next trial (child, mask, values): up to `tries` times `best_new_draw` (none
     when not from_policy, e.g. during PolicyUpdate.startup), else the first new one of up
     to `tries` uniform draws (uniform() → a trial); None when all collide (the space
     counts as exhausted, keras-tuner's rule)."""
     for _ in range(tries if from_policy else 0):
-        trial = best_new_draw(controller, candidates, resolve, is_new)
+        trial = best_new_draw(controller, candidates, resolve, is_new, scored)
         if trial is not None:
             return trial
     for _ in range(tries):
@@ -411,7 +412,8 @@ class PolicyOracle(WorkerFaults, kt.Oracle):
                         lambda values: not self._duplicate(values),
                         lambda: mapping.resolve(lambda k, child: self._draw(
                             np.ones(len(mapping.decisions[k].values)))),
-                        self._max_collisions, len(self._rewards) >= self.update.startup)
+                        self._max_collisions, len(self._rewards) >= self.update.startup,
+                        self._scored_trials(mapping.layout))
         if trial is None:  # exhausted, by keras-tuner's rule of repeated collisions
             return {"status": TrialStatus.STOPPED, "values": None}
         child, mask, values = trial
@@ -479,17 +481,27 @@ class PolicyOracle(WorkerFaults, kt.Oracle):
         if not layout:
             return
         controller = self._ensure_controller(layout)
-        keys = [k for k, _ in layout]
-        if self.update.replay:
+        children, masks, rewards = self._scored(layout, None if self.update.replay
+                                                else [(actions, reward)])
+        self.last_update = policy_step(controller, self.update, children, rewards, masks)
+
+    def _scored_trials(self, layout):
+        """(children, rewards) of every scored trial (for the proposal's candidates)."""
+        children, _, rewards = self._scored(layout)
+        return children, rewards
+
+    def _scored(self, layout, scored=None):
+        """(children [n, D], masks [n, D], rewards [n]) of `scored` ([(actions, reward)];
+        default: every scored trial) in `layout`'s decision order."""
+        if scored is None:
             scored = [(self._actions[t], r["reward"]) for t, r in self._rewards.items()
                       if r["reward"] is not None and t in self._actions]
-        else:
-            scored = [(actions, reward)]
+        keys = [k for k, _ in layout]
         children = np.array([[a.get(k, 0) for k in keys] for a, _ in scored], np.int32)
         masks = np.array([[1.0 if k in a else 0.0 for k in keys] for a, _ in scored],
                          np.float32)
-        self.last_update = policy_step(controller, self.update, children,
-                                       [r for _, r in scored], masks)
+        return (children.reshape(-1, len(keys)), masks.reshape(-1, len(keys)),
+                np.array([r for _, r in scored], np.float32))
 
     # --- inspection -------------------------------------------------------------------------
     def probabilities(self, name: str, values: dict | None = None) -> dict:
