@@ -26,7 +26,8 @@ Switch any keras-tuner search to it with one line, `oracle=PolicyOracle(...)`:
   stops. A space with nothing to tune runs its defaults once.
 * `candidates` (default 1, a plain draw): each trial runs, of that many draws from π_φ,
   the new one with the highest proposal score (`best_new_draw`: log π_φ under REINFORCE,
-  a greedier proposal; TPE's log l − log g under the density-ratio rule). With REINFORCE
+  a greedier proposal; TPE's log l − log g under the density-ratio rule, whose candidates
+  also hold as many local moves of good trials). With REINFORCE
   it helps on some tables and hurts on others, and from 8 draws on a 3-armed bandit
   ends undecided between its two best arms, both logits at the tanh cap (BENCHMARKS.md,
   tabular section).
