@@ -80,10 +80,10 @@ class CellWalk:
 
     def _op_logits(self, raw):
         """ENAS's op logits: a micro cell's through tanh_constant / OP_TANH_REDUCE."""
-        tanh_constant = self.config.tanh_constant
-        if tanh_constant is None or self.space.kind != "micro":
-            return self._logits(raw)
-        return tanh_constant / OP_TANH_REDUCE * tf.tanh(raw / self.config.temperature)
+        logits = self._logits(raw)
+        if self.config.tanh_constant is None or self.space.kind != "micro":
+            return logits
+        return logits / OP_TANH_REDUCE
 
 
 class CellController(CellWalk, Controller):

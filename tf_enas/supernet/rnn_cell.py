@@ -19,7 +19,7 @@ traced graph serves every child; the sequence is unrolled (fixed length).
 `RNNSupernet` classifies a sequence from its states (or, sequence_output=True, gives
 logits at every step: a character-level language model). `readout` says which states the
 classifier reads: "last" (h_T), "mean" (the mean of h_1..h_T) or "flatten" (h_1..h_T
-concatenated, as the MNIST-1D paper's GRU reads its outputs). `child_model(child)` wraps
+concatenated). `child_model(child)` wraps
 the fixed cell in `keras.layers.RNN`.
 """
 from __future__ import annotations
