@@ -42,7 +42,8 @@ class ControllerPhase:
         """One controller step on the validation batch (x, y); returns its logs."""
         is_response = int(self.controller.num_updates.numpy()) % self.config.response_every == 0
         estimator = self.response if is_response else self.score_only
-        return self._step(x, y, estimator) | {
+        run = self._step if estimator.traced_inline else self._run_step
+        return run(x, y, estimator) | {
             "response/computed": float(is_response and estimator is not self.score_only)}
 
     def _evaluate(self, x, y, estimator):
@@ -66,8 +67,9 @@ class ControllerPhase:
         children, values, _, _, rewards, terms, _, _ = self._evaluate(x, y, estimator)
         return self.controller.gradients(children, values, rewards, response=terms)[0]
 
-    @tf.function(autograph=False)
-    def _step(self, x, y, estimator):
+    def _run_step(self, x, y, estimator):
+        """Sample, evaluate, update: one traced graph (`_step`) or, for an estimator that is
+        not `traced_inline`, Python calling its own traced functions."""
         cfg = self.config
         children, values, losses, accs, rewards, terms, weight, logs = self._evaluate(
             x, y, estimator)
@@ -79,3 +81,5 @@ class ControllerPhase:
                        "controller/best_val_accuracy": tf.reduce_max(accs),
                        "controller/val_loss": tf.reduce_mean(tf.where(
                            tf.math.is_finite(losses), losses, cfg.reward_loss_cap))}
+
+    _step = tf.function(_run_step, autograph=False)

@@ -127,9 +127,9 @@ class ChildObjective:
         L_train, positive semi-definite. J = ∂logits/∂w, H_ℓ the Hessian of
         the mean softmax cross-entropy in the logits, (H_ℓ u)_n = (p_n ⊙ u_n − p_n p_nᵀu_n)/N."""
         # J v by two reverse passes (v ↦ ∇_u ⟨Jᵀu, v⟩): forward mode does not go through
-        # the supernet's tf.switch_case inside tf.map_fn
+        # the supernet's tf.switch_case inside tf.map_fn. One forward pass serves J v and Jᵀ.
         with tf.GradientTape() as outer:
-            with tf.GradientTape() as inner:
+            with tf.GradientTape(persistent=True) as inner:
                 inner.watch(params)
                 logits = self.logits(params, child, x)
             u = tf.zeros_like(logits)
@@ -141,11 +141,8 @@ class ChildObjective:
         p = tf.nn.softmax(logits)
         hjv = (p * jv - p * tf.reduce_sum(p * jv, -1, keepdims=True)) / tf.cast(
             tf.shape(logits)[0], logits.dtype)
-        with tf.GradientTape() as tape:
-            tape.watch(params)
-            logits = self.logits(params, child, x)
-        out = tape.gradient(logits, params, output_gradients=hjv,
-                            unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        out = inner.gradient(logits, params, output_gradients=hjv,
+                             unconnected_gradients=tf.UnconnectedGradients.ZERO)
         rates = self.decay_rates(self.hyperparameters(child, values).weight_decay)
         return [o + 2.0 * rates[i] * v if i in rates else o
                 for i, (o, v) in enumerate(zip(out, vector))]

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from tf_enas import hypergrad
 from tf_enas.controller import ResponseTerms
-from tf_enas.response.score_function import ScoreFunction, leave_one_out_mean
+from tf_enas.response.score_function import NOT_INLINED, ScoreFunction, leave_one_out_mean
 
 _ZERO = tf.UnconnectedGradients.ZERO
 
@@ -68,6 +68,7 @@ class Implicit(ScoreFunction):
 
     name = "ift"
     adds_term = True
+    traced_inline = False  # its second-order graphs: traced and optimized once per process
 
     def __init__(self, solve, lookahead_steps: int = 0, truncate: int = 0,
                  curvature: str = "hessian"):
@@ -76,9 +77,12 @@ class Implicit(ScoreFunction):
         super().__init__(lookahead_steps, truncate)
         self.solve = solve
         self.curvature = curvature
-        # one traced graph for both halves: the second-order graph is the costly trace
-        self._solve_half = tf.function(self._solve_half_eager, autograph=False)
-        self._couple_half = tf.function(self._couple_half_eager, autograph=False)
+        # one traced, not inlined graph for both halves: the second-order graph is the
+        # costly trace and the costly graph to optimize
+        self._solve_half = tf.function(self._solve_half_eager, autograph=False,
+                                       experimental_attributes=NOT_INLINED)
+        self._couple_half = tf.function(self._couple_half_eager, autograph=False,
+                                        experimental_attributes=NOT_INLINED)
 
     def _solve_half_eager(self, objective, children, values, x_val, y_val, x_tr, y_tr):
         params = objective.weights()
@@ -129,6 +133,8 @@ class Implicit(ScoreFunction):
                     [tf.cast(i.converged, tf.float32) for i in infos]),
                 "response/cg_negative_curvature": tf.reduce_mean(
                     [tf.cast(i.negative_curvature, tf.float32) for i in infos]),
+                "response/cg_diverged": tf.reduce_mean(
+                    [tf.cast(i.diverged, tf.float32) for i in infos]),
                 "response/skipped": 1.0 - tf.cast(apply, tf.float32),
                 "response/dcoupling_dvalues_mean": tf.reduce_mean(dc, 0)}
         return losses, accs, terms, logs

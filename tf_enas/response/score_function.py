@@ -6,7 +6,13 @@ is ENAS's estimator, and no hyperparameter of training can change the reward.
 """
 from __future__ import annotations
 
+import functools
+
 import tensorflow as tf
+
+# A traced function that every caller runs as one call instead of inlining it: its graph
+# is optimized (grappler) once, however many steps' graphs call it.
+NOT_INLINED = {"_noinline": True}
 
 
 def leave_one_out_mean(x):
@@ -34,21 +40,35 @@ class ScoreFunction:
 
     name = "none"
     adds_term = False  # True: the terms are an added expectation (scaled by response_every)
+    # False: the controller step calls evaluate from Python, not inside one traced step,
+    # because a traced function called inside another is optimized again per caller
+    traced_inline = True
 
     def __init__(self, lookahead_steps: int = 0, truncate: int = 0):
         self.lookahead_steps = lookahead_steps
         self.truncate = truncate
 
-    def child_loss(self, objective, state, child, values, val_batch, train_batch):
-        """(L_val(a, w_K), accuracy) of one child."""
-        params, velocity = state
-        params = objective.lookahead(params, velocity, child, values, *train_batch,
-                                     self.lookahead_steps, self.truncate)
-        return loss_and_accuracy(objective.logits(params, child, val_batch[0]), val_batch[1])
-
     def evaluate(self, objective, state, children, values, val_batch, train_batch):
         """(losses [B], accuracies [B], ResponseTerms or None, logs dict) of a batch."""
-        losses, accs = tf.map_fn(
-            lambda a: self.child_loss(objective, state, a[0], a[1], val_batch, train_batch),
-            (children, values), fn_output_signature=(tf.float32, tf.float32))
+        losses, accs = batch_losses(self.lookahead_steps, self.truncate)(
+            objective, state, children, values, val_batch, train_batch)
         return losses, accs, None, {}
+
+
+@functools.cache
+def batch_losses(lookahead_steps: int, truncate: int):
+    """(L_val(a, w_K(a, h)) [B], accuracies [B]) of a batch of children, as one traced,
+    not inlined function per (K, truncate): the score-only controller step and an IFT step
+    (which needs the same rewards) share one trace and one optimized graph."""
+
+    def child_loss(objective, state, child, values, val_batch, train_batch):
+        params, velocity = state
+        params = objective.lookahead(params, velocity, child, values, *train_batch,
+                                     lookahead_steps, truncate)
+        return loss_and_accuracy(objective.logits(params, child, val_batch[0]), val_batch[1])
+
+    def losses(objective, state, children, values, val_batch, train_batch):
+        return tf.map_fn(
+            lambda a: child_loss(objective, state, a[0], a[1], val_batch, train_batch),
+            (children, values), fn_output_signature=(tf.float32, tf.float32))
+    return tf.function(losses, autograph=False, experimental_attributes=NOT_INLINED)
