@@ -144,3 +144,28 @@ def test_gauss_newton_ift_solves_and_applies(tmp_path, splits):
         search.close()
     assert skipped["gauss_newton"] == (0.0, 0.0)
     assert skipped["hessian"][1] > 0, skipped
+
+
+def test_ift_step_from_python_equals_one_traced_step_and_traces_once(tmp_path, splits):
+    """The IFT controller step runs from Python (its second-order functions are traced and
+    optimized once per process, not once per caller): it updates the controller exactly
+    as the same step traced whole; its solve and the rewards' lookahead are traced once
+    over a score-only step and two IFT steps."""
+    from tf_enas.response import score_function
+    config = joint_config(response="ift", curvature="gauss_newton", cg_iterations=30,
+                          cg_tol=0.1, cg_damping=0.1)
+    searches = [Search(config, str(tmp_path / name), splits=splits, verbose=0)
+                for name in ("python", "traced")]
+    val, _ = _batches(splits)
+    python, traced = (s.phase for s in searches)
+    assert not python.response.traced_inline
+    logs = [python._run_step(*val, python.response), traced._step(*val, traced.response)]
+    assert float(logs[0]["response/skipped"]) == 0.0  # the response was applied
+    for a, b in zip(*(s.controller.trainable_variables for s in searches)):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-7)
+    lookahead = score_function.batch_losses(config.lookahead_steps, config.truncate)
+    traces = lookahead.experimental_get_tracing_count()
+    python._step(*val, python.score_only)
+    python._run_step(*val, python.response)
+    assert lookahead.experimental_get_tracing_count() == traces
+    assert python.response._solve_half.experimental_get_tracing_count() == 1

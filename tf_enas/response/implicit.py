@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from tf_enas import hypergrad
 from tf_enas.controller import ResponseTerms
-from tf_enas.response.score_function import NOT_INLINED, ScoreFunction, leave_one_out_mean
+from tf_enas.response.score_function import ScoreFunction, leave_one_out_mean
 
 _ZERO = tf.UnconnectedGradients.ZERO
 
@@ -68,7 +68,7 @@ class Implicit(ScoreFunction):
 
     name = "ift"
     adds_term = True
-    traced_inline = False  # its second-order graphs: traced and optimized once per process
+    traced_inline = False  # its second-order graphs are traced and optimized once
 
     def __init__(self, solve, lookahead_steps: int = 0, truncate: int = 0,
                  curvature: str = "hessian"):
@@ -77,12 +77,10 @@ class Implicit(ScoreFunction):
         super().__init__(lookahead_steps, truncate)
         self.solve = solve
         self.curvature = curvature
-        # one traced, not inlined graph for both halves: the second-order graph is the
-        # costly trace and the costly graph to optimize
-        self._solve_half = tf.function(self._solve_half_eager, autograph=False,
-                                       experimental_attributes=NOT_INLINED)
-        self._couple_half = tf.function(self._couple_half_eager, autograph=False,
-                                        experimental_attributes=NOT_INLINED)
+        # one traced graph for both halves, called from Python (traced_inline): the
+        # second-order graph is the costly one to trace and to optimize
+        self._solve_half = tf.function(self._solve_half_eager, autograph=False)
+        self._couple_half = tf.function(self._couple_half_eager, autograph=False)
 
     def _solve_half_eager(self, objective, children, values, x_val, y_val, x_tr, y_tr):
         params = objective.weights()

@@ -10,10 +10,6 @@ import functools
 
 import tensorflow as tf
 
-# A traced function that every caller runs as one call instead of inlining it: its graph
-# is optimized (grappler) once, however many steps' graphs call it.
-NOT_INLINED = {"_noinline": True}
-
 
 def leave_one_out_mean(x):
     """b_i = (Σ_j x_j − x_i)/(B − 1): a baseline for sample i that does not depend on it."""
@@ -57,9 +53,9 @@ class ScoreFunction:
 
 @functools.cache
 def batch_losses(lookahead_steps: int, truncate: int):
-    """(L_val(a, w_K(a, h)) [B], accuracies [B]) of a batch of children, as one traced,
-    not inlined function per (K, truncate): the score-only controller step and an IFT step
-    (which needs the same rewards) share one trace and one optimized graph."""
+    """(L_val(a, w_K(a, h)) [B], accuracies [B]) of a batch of children, as one traced
+    function per (K, truncate): the score-only controller step and an IFT step (which needs
+    the same rewards) share its trace."""
 
     def child_loss(objective, state, child, values, val_batch, train_batch):
         params, velocity = state
@@ -71,4 +67,4 @@ def batch_losses(lookahead_steps: int, truncate: int):
         return tf.map_fn(
             lambda a: child_loss(objective, state, a[0], a[1], val_batch, train_batch),
             (children, values), fn_output_signature=(tf.float32, tf.float32))
-    return tf.function(losses, autograph=False, experimental_attributes=NOT_INLINED)
+    return tf.function(losses, autograph=False)
