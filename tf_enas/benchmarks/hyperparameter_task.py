@@ -87,6 +87,8 @@ def methods() -> dict:
         "joint + unrolled": (Search, _JOINT | dict(response="unrolled")),
         "joint + IFT (Hessian)": (Search, _JOINT | _IFT | dict(curvature="hessian")),
         "joint + IFT (Gauss-Newton)": (Search, _JOINT | _IFT | dict(curvature="gauss_newton")),
+        "joint + IFT (Gauss-Newton) with per-layer decay": (Search, _JOINT | _IFT | dict(
+            curvature="gauss_newton", weight_decay_per_layer=True)),
     }
 
 
@@ -155,14 +157,16 @@ def reference(rows: list[dict], seed: int, quick: bool = False,
 
 
 def run_seed(seed: int, budget_s: float, work_dir: str, quick: bool = False,
-             names=None, on_row=lambda rows: None) -> list[dict]:
-    """Every method (or `names`) on one seed, then the weight-decay reference."""
+             names=None, on_row=lambda rows: None, with_reference: bool = True) -> list[dict]:
+    """Every method (or `names`) on one seed, then (with_reference) the weight-decay
+    reference on the best architecture they found."""
     task, rows = splits(seed), []
     for method in names or methods():
         rows += run_method(method, seed, budget_s, work_dir, quick, task)
         on_row(rows)
-    rows += reference(rows, seed, quick, task)
-    on_row(rows)
+    if with_reference:
+        rows += reference(rows, seed, quick, task)
+        on_row(rows)
     return rows
 
 

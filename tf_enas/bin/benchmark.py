@@ -47,7 +47,8 @@ flags.DEFINE_integer("evaluations", 200, "Evaluations per tabular search (kt_bay
 flags.DEFINE_integer("tabular_seeds", 20, "Seeds 0..n-1 of the tabular section.", lower_bound=1)
 flags.DEFINE_float("hp_budget_s", 180.0, "hyperparameters section: search budget T per "
                    "method and seed (each is retrained at T/4, T/2 and T).", lower_bound=1.0)
-flags.DEFINE_list("hp_methods", [], "hyperparameters section: methods (default: all).")
+flags.DEFINE_list("hp_methods", [], "hyperparameters section: methods (default: all; with a "
+                  "list, no weight-decay reference, which needs every method's rows).")
 flags.DEFINE_string("shard", None, "Run only shard 'i/n' of the jobs: the search section's "
                     "(dataset, seed) pairs, the tabular section's (table, method, seed) "
                     "runs, the hyperparameters section's seeds (rows so far in "
@@ -211,7 +212,9 @@ def _hyperparameters(work, quick, seeds, plot_path):
             rows = done + ht.run_seed(seed, budget, os.path.join(work, "hyperparameters"),
                                       quick, names, on_row=lambda r: files.write_json(
                                           FLAGS.json_out + ".partial",
-                                          {"hyperparameters": {"rows": done + r}}))
+                                          {"hyperparameters": {"rows": done + r}}),
+                                      # the reference retrains the best of every method
+                                      with_reference=not FLAGS.hp_methods)
     if not rows:
         return {"rows": []}, ["## hyperparameters (no seeds in this shard)"]
     ht.plot(rows, plot_path)
