@@ -1,10 +1,10 @@
 """Per-epoch wall time of the joint search with each response estimator, side by side in
-one process (issue goal: unrolled and ift ≤ 2× none at the shipped settings).
+one process (issue 13's goals: a later epoch ≤ 1.5× response=none at the flagfiles'
+settings, a first epoch at most 30 s longer than none's).
 
 The configurations are search_quality's joint methods (the flagfiles' settings). Each runs
-`epochs` search epochs without a time budget; the first epoch traces (the IFT graph holds
-second derivatives through the supernet and takes minutes on 2 cores) and is reported
-apart from the mean of the later ones.
+`epochs` search epochs without a time budget; the first epoch traces the estimator's
+second-order graphs and is reported apart from the mean of the later ones.
 """
 from __future__ import annotations
 
@@ -40,19 +40,23 @@ def measure(quick: bool = False, epochs: int = 3, dataset: str = "mnist1d") -> l
         if overrides.get("continuous") and not (quick and overrides.get("response") == "ift")])
 
 
-def measure_every(everies=(1, 2, 5), quick: bool = False, epochs: int = 3,
+EVERIES = {"joint + unrolled": (1, 2, 5), "joint + ift": (5, 10, 20)}
+
+
+def measure_every(everies=None, quick: bool = False, epochs: int = 3,
                   dataset: str = "mnist1d") -> list[dict]:
-    """The cost of a later epoch against `response_every` for each response estimator
-    (the flagfiles' other settings); the first row is response=none."""
+    """The cost of a later epoch against `response_every` (everies: method → values,
+    default EVERIES) for each response estimator at the flagfiles' other settings; the
+    first row is response=none."""
     methods = search_quality.weight_sharing_methods()
     cls, none = methods["joint, response=none"]
     rows = [_row("joint, response=none", cls,
                  search_quality.search_config(dataset, 0, 1.0, quick, **none), epochs)]
-    for method in ("joint + unrolled", "joint + ift"):
+    for method, values in (everies or EVERIES).items():
         cls, overrides = methods[method]
         rows += [_row(method, cls, search_quality.search_config(
             dataset, 0, 1.0, quick, **(overrides | {"response_every": n})), epochs)
-            for n in everies]
+            for n in values]
     return _ratios(rows)
 
 
