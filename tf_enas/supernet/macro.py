@@ -4,8 +4,9 @@
 
 with x_{-1} = x₀ for the first layer and a stride-2 average pool of every stored output
 after each reduction layer (ENAS's pool layers, at L//3 − 1 and 2·L//3 − 1). A child
-(int32 vector, see space.py) picks a_i with `tf.switch_case` and s_ij by multiplication
-inside one traced graph, so sampling a new child never retraces.
+(int32 vector, see space.py) picks a_i with `tf.switch_case` and each s_ij with a `tf.cond`
+that adds x_j or passes the sum on (no work for a skip that is off), inside one traced
+graph, so sampling a new child never retraces.
 
 `child_model(child)` builds a standalone functional Keras model of that child from the
 same layers (ops, BatchNorm, stem, head), with or without the supernet's weights.
@@ -29,13 +30,6 @@ def reduction_layers(num_layers: int) -> tuple[int, ...]:
     """Layers after which every stored output is pooled by 2 (ENAS's pool_layers)."""
     d = num_layers // 3
     return tuple(sorted({d - 1, 2 * d - 1} - {-1})) if d else ()
-
-
-def _merge(y, skips, bn, training, update_stats=True):
-    """BN(y + Σ skips): a layer's output from its op's output and its skip inputs."""
-    for s in skips:
-        y = y + s
-    return bn(y, training=training, update_stats=update_stats)
 
 
 @keras.saving.register_keras_serializable(package="tf_enas")
@@ -101,11 +95,20 @@ class ChildLayer(keras.layers.Layer):
 
     def call(self, inputs, training=False):
         inputs = inputs if isinstance(inputs, (list, tuple)) else [inputs]
-        return _merge(self.op(inputs[0], training=training), inputs[1:], self.bn, training)
+        y = self.op(inputs[0], training=training)
+        for skip in inputs[1:]:
+            y = y + skip
+        return self.bn(y, training=training)
 
     def get_config(self):
         return super().get_config() | {"op": self.op_name, "width": self.width,
                                        "rank": self.rank}
+
+
+def _update_moving(bn, mean, var):
+    """A switch_case branch: bn's moving moments move towards (mean, var)."""
+    bn.update_moving(mean, var)
+    return tf.constant(0)
 
 
 class SupernetLayer(keras.layers.Layer):
@@ -115,7 +118,8 @@ class SupernetLayer(keras.layers.Layer):
     (the pooling, if any) are switched; the chosen op's BN runs outside the switch with
     its γ, β and moving moments gathered by the op index. So every batch-norm moment
     (all-reduced under a tf.distribute strategy) sits outside control flow, and the switch's
-    gradient carries only the convolutions' intermediates.
+    gradient carries only the convolutions' intermediates. The moving moments of the chosen
+    op move in a third switch_case (assignments of the moments computed before it).
     """
 
     def __init__(self, ops, width, rank=1, **kwargs):
@@ -136,7 +140,9 @@ class SupernetLayer(keras.layers.Layer):
             op.build(input_shape)
         self.bn.build(input_shape)
 
-    def call(self, x, previous, op_index, skip_weights, training=False, update_stats=True):
+    def call(self, x, previous, op_index, skips, training=False, update_stats=True):
+        """x_i from x = x_{i−1}, `previous` = [x_0 … x_{i−1}], the chosen op's index and
+        `skips` (one bool scalar s_ij per previous output)."""
         z = tf.switch_case(op_index, [functools.partial(op.pre, x) for op in self.ops])
         y = tf.nn.relu(self._op_bn(z, op_index, training, update_stats))
         if len(self._posts) > 1:
@@ -144,8 +150,9 @@ class SupernetLayer(keras.layers.Layer):
                                [functools.partial(f, y) for f in self._posts])
         elif self._posts:
             y = self._posts[0](y)
-        skips = [skip_weights[j] * previous[j] for j in range(len(previous))]
-        return _merge(y, skips, self.bn, training, update_stats)
+        for on, x_j in zip(skips, previous):
+            y = tf.cond(on, functools.partial(tf.add, y, x_j), functools.partial(tf.identity, y))
+        return self.bn(y, training=training, update_stats=update_stats)
 
     def _op_bn(self, z, op_index, training, update_stats):
         """BN of the chosen op (op_index) on z: its γ, β and moving moments by gather."""
@@ -154,9 +161,9 @@ class SupernetLayer(keras.layers.Layer):
                                       op_index)
         if training:
             mean, var = moments(z)
-            if update_stats:
-                for k, bn in enumerate(bns):
-                    bn.update_moving(mean, var, where=tf.equal(op_index, k))
+            if update_stats:  # only the chosen op's moving moments move
+                tf.switch_case(op_index, [functools.partial(_update_moving, bn, mean, var)
+                                          for bn in bns])
         else:
             mean, var = pick("moving_mean"), pick("moving_variance")
         eps = bns[0].epsilon
@@ -213,12 +220,12 @@ class Supernet(keras.Model):
         moments; update_stats=False then leaves the moving moments alone, so the call is a
         pure function of the weights (as `stateless_call` with `tf.switch_case` needs)."""
         child = tf.convert_to_tensor(child, tf.int32)
-        skip_w = tf.cast(child, x.dtype)
+        skip_on = tf.not_equal(child, 0)
         h = self.stem(x, training=training, update_stats=update_stats)
         outputs = []
         for i, layer in enumerate(self.layers_):
-            weights = [skip_w[k] for k in self.space.skip_index[i]]
-            h = layer(h, outputs, child[self.space.op_index[i]], weights, training=training,
+            skips = [skip_on[k] for k in self.space.skip_index[i]]
+            h = layer(h, outputs, child[self.space.op_index[i]], skips, training=training,
                       update_stats=update_stats)
             outputs.append(h)
             if i in self.reduce_after:
