@@ -4,6 +4,8 @@
 
 (heavy ball, the child's own η, μ, λ; s_t the cosine-with-restarts multiplier at shared
 step t). The same update is the lookahead of the controller's objective (objective.py).
+Under the mixed_float16 policy the gradient is taken of S·loss and divided by S (dynamic
+loss scaling, `DynamicLossScale`), so that small float16 gradients do not underflow.
 """
 from __future__ import annotations
 
@@ -14,12 +16,58 @@ from tf_enas import distribute
 from tf_enas.objective import HEAVY_BALL, ChildObjective
 
 
-class SharedWeights(tf.Module):
-    """Args: supernet; config (a SearchConfig: grad_clip_norm and the schedule's lr_min,
-    lr_max, lr_restart_epochs); steps_per_epoch; hyperparameters(child, values) ->
-    objective.Hyperparameters."""
+class DynamicLossScale(tf.Module):
+    """The loss scale S of float16 training, with keras.optimizers.LossScaleOptimizer's rule
+    (that wrapper needs a Keras optimizer; the shared step's update is a functional heavy
+    ball): gradients of S·loss, divided by S; a step whose gradients are non-finite is
+    skipped and S ← S/2; after `growth_steps` applied steps in a row, S ← 2·S. S and the
+    count are variables, saved in the checkpoint with the SharedWeights."""
 
-    def __init__(self, supernet, config, steps_per_epoch: int, hyperparameters):
+    def __init__(self, initial_scale: float = 2.0 ** 15, growth_steps: int = 2000):
+        super().__init__(name="loss_scale")
+        self.growth_steps = growth_steps
+        self.scale = tf.Variable(initial_scale, dtype=tf.float32, trainable=False,
+                                 name="scale")
+        self.good_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="good_steps")
+
+    def update(self, grads_finite):
+        """S after a step whose (unscaled) gradients were finite or not."""
+        grow = grads_finite & (self.good_steps + 1 >= self.growth_steps)
+        self.scale.assign(tf.where(grads_finite, tf.where(grow, 2.0, 1.0), 0.5) * self.scale)
+        self.good_steps.assign(tf.where(grads_finite & ~grow, self.good_steps + 1, 0))
+
+
+class StaticChild:
+    """A plain Keras model called like a supernet (`supernet(x, child, training)`, the child
+    unused), so that SharedWeights takes the same step on one fixed child (the benchmark's
+    static side, tests)."""
+
+    def __init__(self, model):
+        self.model = model
+        self.trainable_variables = model.trainable_variables
+        self.non_trainable_variables = model.non_trainable_variables
+
+    def __call__(self, x, child, training=False):
+        del child
+        return self.model(x, training=training)
+
+
+def clip_unscaled(grads, clip_norm, scale=1.0):
+    """(g/S clipped to global norm clip_norm, ‖g‖/S) for g the gradients of S·loss: one
+    multiplication per tensor, g · c / (S·max(‖g‖/S, c)) (tf.clip_by_global_norm at S = 1)."""
+    norm = tf.linalg.global_norm(grads) / scale
+    factor = clip_norm / (scale * tf.maximum(norm, clip_norm))
+    return [g * factor for g in grads], norm
+
+
+class SharedWeights(tf.Module):
+    """Args: supernet; config (a SearchConfig: grad_clip_norm, mixed_precision and the
+    schedule's lr_min, lr_max, lr_restart_epochs); steps_per_epoch; hyperparameters(child,
+    values) -> objective.Hyperparameters; loss_scale: a DynamicLossScale (default: one under
+    mixed_float16, none otherwise)."""
+
+    def __init__(self, supernet, config, steps_per_epoch: int, hyperparameters,
+                 loss_scale: DynamicLossScale | None = None):
         super().__init__(name="shared_weights")
         self.supernet = supernet
         self.grad_clip_norm = config.grad_clip_norm
@@ -31,6 +79,9 @@ class SharedWeights(tf.Module):
         self.steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="shared_steps")
         self.skipped_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped")
         self.objective = ChildObjective(supernet, hyperparameters, self.lr_scale)
+        if loss_scale is None and config.mixed_precision == "mixed_float16":
+            loss_scale = DynamicLossScale()
+        self.loss_scale = loss_scale
         # the same step compiled by XLA (config.jit_compile; BENCHMARKS.md "scaling")
         self.compiled_step = tf.function(self.step, autograph=False, jit_compile=True)
 
@@ -50,7 +101,8 @@ class SharedWeights(tf.Module):
     def step(self, x, y, child, values):
         """One step of `child` with its hyperparameters on (x, y); a step whose loss,
         gradient or new weights are non-finite is skipped (weights, velocity and BN
-        statistics untouched) and counted.
+        statistics untouched) and counted; with a loss scale, S is updated (halved when
+        the gradients were non-finite).
 
         Under a tf.distribute strategy (called by `strategy.run`, not as a nested
         tf.function, inside the caller's) (x, y) is the global
@@ -67,8 +119,10 @@ class SharedWeights(tf.Module):
             ce = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
             params = [v.value for v in weights]
             loss = ce + self.objective.penalty(params, hp.weight_decay)
-        grads = distribute.replica_mean(tape.gradient(loss, weights))
-        grads, norm = tf.clip_by_global_norm(grads, self.grad_clip_norm)
+        scale = tf.convert_to_tensor(self.loss_scale.scale) if self.loss_scale else None
+        grads = distribute.replica_mean(tape.gradient(loss, weights, output_gradients=scale))
+        grads, norm = clip_unscaled(grads, self.grad_clip_norm,
+                                    1.0 if scale is None else scale)
         lr = hp.learning_rate * self.lr_scale()
         new_w, new_v = HEAVY_BALL.update(params, grads, self.state()[1], self.steps,
                                          {"learning_rate": lr, "momentum": hp.momentum})
@@ -92,6 +146,8 @@ class SharedWeights(tf.Module):
 
         skipped = tf.cond(finite, apply, skip)
         self.skipped_steps.assign_add(skipped)
+        if self.loss_scale:
+            self.loss_scale.update(tf.math.is_finite(norm))
         return {"train/loss": ce, "train/accuracy": acc, "train/grad_norm": norm,
                 "train/lr": lr, "train/step_skipped": tf.cast(skipped, tf.float32)}
 
