@@ -1,6 +1,9 @@
 """Shared-weight steps per second on 1 vs 2 logical devices (default vs mirrored strategy),
 with and without mixed precision and XLA, measured side by side in one fresh process (the
-logical devices must be configured before TensorFlow starts: `measure` runs this module)."""
+logical devices must be configured before TensorFlow starts: `measure` runs this module).
+The XLA pair runs at a smaller supernet (XLA_SIZE): on CPU the 6-layer step's compile did
+not finish in 300 s, and the 2-layer one took 528 s (2 shared cores, 2026-11-27; most of it
+the pooling ops' gradients inside the op switch), so `xla` adds about 10 minutes."""
 from __future__ import annotations
 
 import json
@@ -13,7 +16,8 @@ import time
 SETTINGS = (("default", "none", False), ("mirrored", "none", False),
             ("default", "mixed_bfloat16", False), ("mirrored", "mixed_bfloat16", False),
             ("default", "mixed_float16", False))
-XLA = (("default", "none", True),)  # XLA on CPU: the step's compile ran > 300 s (2 cores)
+XLA = (("default", "none", False), ("default", "none", True))
+XLA_SIZE = dict(num_layers=2, width=32)
 
 
 def measure(quick: bool = False, xla: bool = False, timeout_s: float = 1800) -> dict:
@@ -44,34 +48,44 @@ def _worker(quick: bool, xla: bool) -> dict:
     x, y = tf.constant(splits.x_train[:128]), tf.constant(splits.y_train[:128])
     searches = {}
     size = dict(num_layers=2, width=16) if quick else dict(num_layers=6, width=64)
-    settings = (SETTINGS[:2] if quick else SETTINGS) + (XLA if xla else ())
-    for strategy, policy, jit in settings:
+    settings = [(*k, size) for k in (SETTINGS[:2] if quick else SETTINGS)]
+    settings += [(*k, XLA_SIZE) for k in XLA] if xla else []
+    for strategy, policy, jit, at in settings:
         s = Search(SearchConfig(epochs=1, strategy=strategy, mixed_precision=policy,
-                                jit_compile=jit, **size), tempfile.mkdtemp(), splits=splits,
+                                jit_compile=jit, **at), tempfile.mkdtemp(), splits=splits,
                    verbose=0)
-        s.train_step(x, y)  # trace
-        searches[(strategy, policy, jit)] = s
+        start = time.perf_counter()
+        s.train_step(x, y)  # trace (and compile)
+        searches[(strategy, policy, jit, at["num_layers"], at["width"])] = (
+            s, time.perf_counter() - start)
     repeats = 10 if quick else 50
     times = {k: [] for k in searches}
     for _ in range(3):  # interleaved rounds: every setting sees the same load
-        for k, s in searches.items():
+        for k, (s, _) in searches.items():
             start = time.perf_counter()
             for _ in range(repeats):
                 s.train_step(x, y)["train/loss"].numpy()
             times[k].append((time.perf_counter() - start) / repeats)
     rows = [{"strategy": k[0], "mixed_precision": k[1], "jit_compile": k[2],
-             "replicas": searches[k].strategy.num_replicas_in_sync,
+             "num_layers": k[3], "width": k[4], "first_step_s": searches[k][1],
+             "replicas": searches[k][0].strategy.num_replicas_in_sync,
              "steps_per_s": 1.0 / float(np.median(v))} for k, v in times.items()]
     return {"rows": rows, "devices": len(tf.config.list_logical_devices("CPU")), **size}
 
 
 def markdown(r: dict) -> str:
-    base = r["rows"][0]["steps_per_s"]
-    lines = ["| strategy (replicas) | mixed precision | XLA | steps / s | vs default float32 |",
-             "|---|---|---|---:|---:|"]
-    lines += [f"| {row['strategy']} ({row['replicas']}) | {row['mixed_precision']} | "
-              f"{'on' if row['jit_compile'] else 'off'} | {row['steps_per_s']:.1f} | "
-              f"{row['steps_per_s'] / base:.2f} |" for row in r["rows"]]
+    """One row per setting; the last column compares with the first row of the same size
+    (default strategy, float32, no XLA)."""
+    lines = ["| layers × width | strategy (replicas) | mixed precision | XLA | first step (trace, "
+             "compile) s | steps / s | vs default float32 |", "|---|---|---|---|---:|---:|---:|"]
+    for row in r["rows"]:
+        base = next(b for b in r["rows"] if (b["num_layers"], b["width"]) == (
+            row["num_layers"], row["width"]))["steps_per_s"]
+        lines.append(
+            f"| {row['num_layers']} × {row['width']} | {row['strategy']} ({row['replicas']}) | "
+            f"{row['mixed_precision']} | {'on' if row['jit_compile'] else 'off'} | "
+            f"{row['first_step_s']:.1f} | {row['steps_per_s']:.1f} | "
+            f"{row['steps_per_s'] / base:.2f} |")
     return "\n".join(lines)
 
 
