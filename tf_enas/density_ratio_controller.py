@@ -70,9 +70,10 @@ class DensityRatioController(Controller):
         return self.log_prob(children, mask=mask) - self.contrast.log_prob(children, mask=mask)
 
     def update(self, children, values, rewards, mask=None, response=None,
-               response_weight=1.0):
-        """One Adam step of the two fits on every scored trial: children [n, D], rewards
-        [n] (higher is better), mask [n, D] of the decisions that count; returns logs."""
+               response_weight=1.0, steps: int = 1):
+        """`steps` Adam steps (one traced call) of the two fits on every scored trial:
+        children [n, D], rewards [n] (higher is better), mask [n, D] of the decisions that
+        count; returns the last step's logs."""
         if response is not None or (values is not None and np.size(values)):
             raise ValueError("DensityRatioController fits categorical trials only: no "
                              "continuous values, no response terms")
@@ -80,15 +81,16 @@ class DensityRatioController(Controller):
         mask = (np.ones(children.shape, np.float32) if mask is None
                 else np.asarray(mask, np.float32))
         good = good_trials(rewards) > 0
-        return self._fit(children[good], mask[good], children[~good], mask[~good])
+        return self._fit(children[good], mask[good], children[~good], mask[~good], steps)
 
     @tf.function(autograph=False, reduce_retracing=True)
-    def _fit(self, good, good_mask, bad, bad_mask):
-        with tf.GradientTape() as tape:
-            good_nll = self._fit_loss(self, good, good_mask)
-            bad_nll = self._fit_loss(self.contrast, bad, bad_mask)
-            loss = good_nll + bad_nll
-        logs = self.apply_gradients(tape.gradient(loss, self.trainable_variables))
+    def _fit(self, good, good_mask, bad, bad_mask, steps):
+        for _ in range(steps):
+            with tf.GradientTape() as tape:
+                good_nll = self._fit_loss(self, good, good_mask)
+                bad_nll = self._fit_loss(self.contrast, bad, bad_mask)
+                loss = good_nll + bad_nll
+            logs = self.apply_gradients(tape.gradient(loss, self.trainable_variables))
         return logs | {"controller/loss": loss, "density_ratio/good_nll": good_nll,
                        "density_ratio/bad_nll": bad_nll,
                        "density_ratio/good": tf.shape(good)[0]}

@@ -176,14 +176,14 @@ def policy_step(controller, update: PolicyUpdate, children, rewards, masks=None)
     returns the last step's logs as floats."""
     children = np.asarray(children, np.int32)
     rewards = np.asarray(rewards, np.float32)
-    if update.rule == "density_ratio":
-        pass  # DensityRatioController ranks the rewards itself
-    elif update.reward == "rank":
+    masks = None if masks is None else np.asarray(masks, np.float32)
+    if update.rule == "density_ratio":  # ranks the rewards itself; its steps: one call
+        logs = controller.update(children, None, rewards, masks, steps=update.steps)
+        return {k: float(v) for k, v in logs.items()}
+    if update.reward == "rank":
         rewards = centered_ranks(rewards)
     elif update.reward == "top":
         rewards = top_weights(rewards)
-    masks = None if masks is None else np.asarray(masks, np.float32)
-    logs = {}
     for _ in range(update.steps):
         logs = controller.update(children, None, rewards, masks)
     return {k: float(v) for k, v in logs.items()}
