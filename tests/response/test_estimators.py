@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from tf_enas import data, hypergrad
-from tf_enas.response import leave_one_out_mean
+from tf_enas.response import leave_one_out_mean, score_function
 from tf_enas.search import Search
 from tests.test_search_joint import joint_config
 
@@ -151,7 +151,6 @@ def test_ift_step_from_python_equals_one_traced_step_and_traces_once(tmp_path, s
     optimized once per process, not once per caller): it updates the controller exactly
     as the same step traced whole; its solve and the rewards' lookahead are traced once
     over a score-only step and two IFT steps."""
-    from tf_enas.response import score_function
     config = joint_config(response="ift", curvature="gauss_newton", cg_iterations=30,
                           cg_tol=0.1, cg_damping=0.1)
     searches = [Search(config, str(tmp_path / name), splits=splits, verbose=0)
