@@ -130,6 +130,13 @@ class Controller(Policy):
         return logs | self.apply_gradients(grads) | {
             "controller/baseline": self.baseline.read_value()}
 
+    def update_steps(self, children, rewards, mask=None, steps: int = 1) -> dict:
+        """`steps` updates on the same categorical trials (PolicyOracle's
+        PolicyUpdate.steps); returns the last step's logs."""
+        for _ in range(steps):
+            logs = self.update(children, None, rewards, mask)
+        return logs
+
     def candidate_rows(self, n: int, scored=None) -> np.ndarray:
         """Candidates for a proposal (PolicyOracle's `candidates`): n draws from the policy,
         int32 [n, D]; `scored` (children, rewards of the trials so far) is for subclasses."""

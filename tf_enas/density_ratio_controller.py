@@ -70,13 +70,17 @@ class DensityRatioController(Controller):
         return self.log_prob(children, mask=mask) - self.contrast.log_prob(children, mask=mask)
 
     def update(self, children, values, rewards, mask=None, response=None,
-               response_weight=1.0, steps: int = 1):
-        """`steps` Adam steps (one traced call) of the two fits on every scored trial:
-        children [n, D], rewards [n] (higher is better), mask [n, D] of the decisions that
-        count; returns the last step's logs."""
+               response_weight=1.0):
+        """One Adam step of the two fits on every scored trial (update_steps)."""
         if response is not None or (values is not None and np.size(values)):
             raise ValueError("DensityRatioController fits categorical trials only: no "
                              "continuous values, no response terms")
+        return self.update_steps(children, rewards, mask)
+
+    def update_steps(self, children, rewards, mask=None, steps: int = 1) -> dict:
+        """`steps` Adam steps of the two fits, in one traced call, on every scored trial:
+        children [n, D], rewards [n] (higher is better), mask [n, D] of the decisions that
+        count; returns the last step's logs."""
         children = np.asarray(children, np.int32)
         mask = (np.ones(children.shape, np.float32) if mask is None
                 else np.asarray(mask, np.float32))

@@ -177,15 +177,13 @@ def policy_step(controller, update: PolicyUpdate, children, rewards, masks=None)
     children = np.asarray(children, np.int32)
     rewards = np.asarray(rewards, np.float32)
     masks = None if masks is None else np.asarray(masks, np.float32)
-    if update.rule == "density_ratio":  # ranks the rewards itself; its steps: one call
-        logs = controller.update(children, None, rewards, masks, steps=update.steps)
-        return {k: float(v) for k, v in logs.items()}
-    if update.reward == "rank":
+    if update.rule == "density_ratio":
+        pass  # DensityRatioController ranks the rewards itself
+    elif update.reward == "rank":
         rewards = centered_ranks(rewards)
     elif update.reward == "top":
         rewards = top_weights(rewards)
-    for _ in range(update.steps):
-        logs = controller.update(children, None, rewards, masks)
+    logs = controller.update_steps(children, rewards, masks, update.steps)
     return {k: float(v) for k, v in logs.items()}
 
 
