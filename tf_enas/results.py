@@ -54,9 +54,10 @@ def retrain(search, derived: dict, history: list, stamp: dict) -> dict:
     model.keras and result.json stamped with `stamp`; returns the result."""
     cfg, run_dir = search.config, search.run_dir
     keras.utils.set_random_seed(cfg.seed)
+    deeper = {} if cfg.retrain.num_cells is None else {"num_cells": cfg.retrain.num_cells}
     model = search.supernet.child_model(search.space.parse(derived["child"]),
                                         inherit_weights=False, width=cfg.retrain.width,
-                                        dropout=cfg.retrain.dropout)
+                                        dropout=cfg.retrain.dropout, **deeper)
     resume = checkpoints.EpochCheckpoint(run_dir.file("retrain_checkpoints"), stamp)
     metrics = retrain_lib.train(model, search.splits, cfg.retrain, derived["hyperparameters"],
                                 verbose=2 if search.verbose else 0, callbacks=[resume])

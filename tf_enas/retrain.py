@@ -30,6 +30,7 @@ class RetrainConfig:
     momentum: float = 0.9
     width: int | None = None      # None: the supernet's width
     dropout: float = 0.0
+    num_cells: int | None = None  # micro: normal cells per stage; None: the search's
 
     def validate(self):
         if self.optimizer not in OPTIMIZERS:
@@ -39,6 +40,8 @@ class RetrainConfig:
                 raise ValueError(f"retrain {k} must be >= 1, got {getattr(self, k)}")
         if self.learning_rate <= 0 or self.weight_decay < 0:
             raise ValueError("retrain learning_rate must be > 0 and weight_decay >= 0")
+        if self.num_cells is not None and self.num_cells < 1:
+            raise ValueError(f"retrain num_cells must be >= 1 or None, got {self.num_cells}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"retrain dropout must be in [0, 1), got {self.dropout}")
         return self

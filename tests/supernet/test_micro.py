@@ -139,6 +139,24 @@ def test_child_model_with_inherited_weights_equals_supernet(shape):
         assert model.count_params() == fixed + sep
 
 
+def test_deeper_child_is_the_deeper_supernets_child():
+    """child_model(num_cells=2) of a 1-cell-per-stage supernet is the child of a supernet
+    built with 2 cells per stage: the same layers, the same outputs with its weights."""
+    space = MicroSpace(3)
+    shallow = MicroSupernet(space, (24, 1), 10, width=4, num_cells=1)
+    deep = MicroSupernet(space, (24, 1), 10, width=4, num_cells=2)
+    child = space.random(np.random.default_rng(4))
+    model = shallow.child_model(child, inherit_weights=False, num_cells=2)
+    reference = deep.child_model(child)
+    assert [l.name for l in model.layers] == [l.name for l in reference.layers]
+    assert len(deep._stack.kinds) == 5 and model.count_params() == reference.count_params()
+    model.set_weights(reference.get_weights())
+    x = tf.random.normal((4, 24, 1))
+    np.testing.assert_allclose(model(x), deep(x, child), atol=1e-5)
+    with pytest.raises(ValueError, match="num_cells"):
+        shallow.child_model(child, num_cells=2)
+
+
 def test_twenty_children_one_trace():
     space = MicroSpace(2)
     net = MicroSupernet(space, (16, 1), 10, width=4)

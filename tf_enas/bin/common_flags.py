@@ -54,6 +54,10 @@ def define_retrain_flags():
                          lower_bound=1)
     flags.DEFINE_float("retrain_dropout", 0.0, "Retrain head dropout.", lower_bound=0.0,
                        upper_bound=0.99)
+    flags.DEFINE_integer("retrain_num_cells", None, "micro: normal cells per stage of the "
+                         "retrained child (default: the search's --num_cells); searching "
+                         "shallow and retraining deeper is NASNet's, ENAS's and DARTS's "
+                         "protocol.", lower_bound=1)
 
 
 def define_search_flags():
@@ -202,7 +206,7 @@ def retrain_config() -> RetrainConfig:
         epochs=FLAGS.retrain_epochs, batch_size=FLAGS.retrain_batch_size,
         optimizer=FLAGS.retrain_optimizer, learning_rate=FLAGS.retrain_learning_rate,
         weight_decay=FLAGS.retrain_weight_decay, width=FLAGS.retrain_width,
-        dropout=FLAGS.retrain_dropout).validate()
+        dropout=FLAGS.retrain_dropout, num_cells=FLAGS.retrain_num_cells).validate()
 
 
 def float_list(name: str, values) -> tuple:

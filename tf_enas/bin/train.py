@@ -60,6 +60,8 @@ def _what_to_train() -> dict:
     for name in ("space", "num_cells", "width"):
         if FLAGS[name].present:
             found[name] = FLAGS[name].value
+    if FLAGS["num_cells"].present and "num_cells" not in given:  # --num_cells over the result's
+        found["retrain"] = dataclasses.replace(found["retrain"], num_cells=None)
     found["width"] = found["width"] or FLAGS.width
     return found
 
@@ -82,7 +84,8 @@ def main(argv):
     try:
         model = found_child.child_model(job["architecture"], splits.input_shape,
                                         splits.num_classes, config.width or job["width"],
-                                        job["space"], job["num_cells"], config.dropout)
+                                        job["space"], config.num_cells or job["num_cells"],
+                                        config.dropout)
     except ValueError as e:
         raise app.UsageError(f"--child: {e}") from None
     hyperparameters = found.hyperparameters(child) | job["hyperparameters"]

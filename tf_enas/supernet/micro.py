@@ -365,15 +365,19 @@ class MicroSupernet(keras.Model):
         return self._stack.apply(x, cell_call, training, update_stats)
 
     def child_model(self, child, inherit_weights: bool = True, width: int | None = None,
-                    dropout: float | None = None, name: str = "child") -> keras.Model:
+                    dropout: float | None = None, name: str = "child",
+                    num_cells: int | None = None) -> keras.Model:
         """A standalone functional Keras model of exactly `child` (only its ops), with this
-        supernet's weights (inherit_weights; width must then be the supernet's) or fresh."""
+        supernet's weights (inherit_weights; width and num_cells must then be the
+        supernet's) or fresh; num_cells (default the supernet's) stacks the found cells
+        deeper."""
         child = self.space.validate(child)
         width = width or self.width
-        if inherit_weights and width != self.width:
-            raise ValueError("inherit_weights needs width equal to the supernet's width")
+        num_cells = num_cells or self.num_cells
+        if inherit_weights and (width, num_cells) != (self.width, self.num_cells):
+            raise ValueError("inherit_weights needs the supernet's width and num_cells")
         model = build_micro_child(self.space, child, self.example_shape, self.num_classes,
-                                  width, self.num_cells,
+                                  width, num_cells,
                                   self.dropout if dropout is None else dropout, name,
                                   self.reductions)
         if inherit_weights:
