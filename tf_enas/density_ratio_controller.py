@@ -85,19 +85,31 @@ class DensityRatioController(Controller):
         mask = (np.ones(children.shape, np.float32) if mask is None
                 else np.asarray(mask, np.float32))
         good = good_trials(rewards) > 0
-        return self._fit(children[good], mask[good], children[~good], mask[~good], steps)
+        return self._fit(children[good], mask[good], children[~good], mask[~good],
+                         tf.constant(steps, tf.int32))
 
-    @tf.function(autograph=False, reduce_retracing=True)
+    _TRIALS = tf.TensorSpec([None, None], tf.int32)
+    _MASK = tf.TensorSpec([None, None], tf.float32)
+
+    @tf.function(autograph=False, input_signature=[_TRIALS, _MASK, _TRIALS, _MASK,
+                                                   tf.TensorSpec([], tf.int32)])
     def _fit(self, good, good_mask, bad, bad_mask, steps):
-        for _ in range(steps):
+        """`steps` Adam steps as one tf.while_loop, traced once for every number of trials
+        and steps."""
+        def step(i, *_):
             with tf.GradientTape() as tape:
                 good_nll = self._fit_loss(self, good, good_mask)
                 bad_nll = self._fit_loss(self.contrast, bad, bad_mask)
                 loss = good_nll + bad_nll
-            logs = self.apply_gradients(tape.gradient(loss, self.trainable_variables))
-        return logs | {"controller/loss": loss, "density_ratio/good_nll": good_nll,
-                       "density_ratio/bad_nll": bad_nll,
-                       "density_ratio/good": tf.shape(good)[0]}
+            norm = self.apply_gradients(tape.gradient(loss, self.trainable_variables))
+            return i + 1, loss, good_nll, bad_nll, norm["controller/grad_norm"]
+
+        zero = tf.constant(0.0)
+        _, loss, good_nll, bad_nll, norm = tf.while_loop(
+            lambda i, *_: i < steps, step, (tf.constant(0), zero, zero, zero, zero))
+        return {"controller/grad_norm": norm, "controller/loss": loss,
+                "density_ratio/good_nll": good_nll, "density_ratio/bad_nll": bad_nll,
+                "density_ratio/good": tf.shape(good)[0]}
 
     def _fit_loss(self, policy, children, mask):
         """−mean log p(x) − β_ent·mean H over `children` (0 for none)."""
