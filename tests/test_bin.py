@@ -120,6 +120,9 @@ def test_train_micro_child_deeper(tmp_path):
 def test_train_rejects_bad_child(tmp_path):
     proc = run("tf_enas.bin.train", "--child=conv3 | conv9", f"--output_dir={tmp_path}")
     assert proc.returncode != 0 and "conv9" in proc.stderr
+    proc = run("tf_enas.bin.train", "--child=conv3 | conv5", "--retrain_num_cells=2",
+               f"--output_dir={tmp_path}")
+    assert proc.returncode != 0 and "--retrain_num_cells" in proc.stderr
     proc = run("tf_enas.bin.train", f"--output_dir={tmp_path}")
     assert proc.returncode != 0 and "--child" in proc.stderr
 

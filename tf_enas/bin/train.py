@@ -74,6 +74,9 @@ def main(argv):
         job = _what_to_train()
         found, child = found_child.space_of(job["architecture"], job["space"])
         job["retrain"].validate()
+        if job["retrain"].num_cells is not None and job["space"] != "micro":
+            raise ValueError(f"--retrain_num_cells sets the micro space's cells per stage; "
+                             f"space {job['space']} has none")
     except ValueError as e:
         raise app.UsageError(f"bad flag value: {e}") from None
     splits = data.load(FLAGS.dataset, FLAGS.seed, FLAGS.val_fraction, path=FLAGS.dataset_path,
