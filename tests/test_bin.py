@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -130,3 +131,21 @@ def test_train_rejects_bad_child(tmp_path):
 def test_joint_search_alias_is_the_search_binary(tmp_path):
     proc = run("tf_enas.bin.joint_search", "--response=bogus", f"--output_dir={tmp_path}")
     assert proc.returncode != 0 and "--response" in proc.stderr, proc.stderr[-2000:]
+
+
+FLAGFILES = sorted(p.name for p in (Path(__file__).parents[1] / "flags").glob("*.cfg"))
+
+
+@pytest.mark.parametrize("flagfile", FLAGFILES)
+def test_shipped_flagfile_parses_and_validates(flagfile):
+    """Every flagfile in flags/ names only tf-enas-search's flags, with valid values, and
+    gives a SearchConfig that validates (what tf-enas-search checks before it starts)."""
+    from tf_enas.bin import common_flags
+
+    path = Path(__file__).parents[1] / "flags" / flagfile
+    try:
+        flags.FLAGS(["tf-enas-search", f"--flagfile={path}", "--output_dir=/tmp/x"])
+        config = common_flags.search_config().validate()
+    finally:
+        flags.FLAGS.unparse_flags()
+    assert config.dataset == "mnist1d"
