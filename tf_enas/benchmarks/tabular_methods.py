@@ -64,11 +64,12 @@ def proposal_candidates() -> int:
 
 
 def density_ratio_options() -> dict:
-    """The "controller_density_ratio" method's options: three fitting steps per trial, TPE's
-    10 uniform start-up trials and 24 candidates (chosen on the same tables)."""
+    """The "controller_density_ratio" method's options: ten fitting steps per trial, TPE's
+    10 uniform start-up trials and 24 candidates (chosen on the same tables; BENCHMARKS.md,
+    tabular section: 10 steps against 3)."""
     from tf_enas.tuner.policy_oracle import PolicyUpdate
 
-    return {"update": PolicyUpdate(rule="density_ratio", steps=3, startup=10),
+    return {"update": PolicyUpdate(rule="density_ratio", steps=10, startup=10),
             "candidates": 24}
 
 

@@ -35,7 +35,7 @@ Switch any keras-tuner search to it with one line, `oracle=PolicyOracle(...)`:
   step on the "top" utilities (CMA-ES weights of the better half) of every trial so far,
   was chosen on NAS-Bench-201 cifar10 and HPOLib slice_localization (BENCHMARKS.md,
   tabular section): it reached less than half the regret of plain REINFORCE (one
-  raw-reward step per trial) there. `PolicyUpdate(rule="density_ratio", steps=3,
+  raw-reward step per trial) there. `PolicyUpdate(rule="density_ratio", steps=10,
   startup=10)` with `candidates=24` fits the policy as TPE fits its densities
   (DensityRatioController) and proposes by TPE's ratio; measured against the default in
   BENCHMARKS.md (tabular section).
