@@ -88,3 +88,21 @@ def test_candidates_are_policy_draws_then_local_moves_of_the_good_trials():
     changed = (rows[3000:] != children[0]).mean(0)
     se = np.sqrt(MOVE_PROB * 0.8 * (1 - MOVE_PROB * 0.8) / 3000)
     np.testing.assert_array_less(np.abs(changed - MOVE_PROB * 0.8), 4 * se)
+
+
+def test_steps_in_one_call_equal_single_steps_and_trace_once():
+    """update_steps(..., steps=4) is four Adam steps (the same variables as four calls of
+    one step), and the fit is traced once for every number of trials and of steps."""
+    rng = np.random.default_rng(2)
+    children = rng.integers(0, 3, (12, 2)).astype(np.int32)
+    rewards = rng.normal(size=12)
+    config = ControllerConfig(lstm_size=8, tanh_constant=None)
+    once, singly = (DensityRatioController(SPACE, config, seed=3) for _ in range(2))
+    once.update_steps(children, rewards, steps=4)
+    for _ in range(4):
+        singly.update_steps(children, rewards, steps=1)
+    for a, b in zip(once.variables, singly.variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+    for n in (3, 7, 25):
+        once.update_steps(children[:n % 12 + 1], rewards[:n % 12 + 1], steps=n)
+    assert once._fit.experimental_get_tracing_count() == 1
