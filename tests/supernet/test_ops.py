@@ -11,6 +11,10 @@ from tf_enas.supernet import BatchNorm, MaxPool, make_op
 
 @pytest.fixture
 def float64():
+    """float64 layers with seeded initial weights: central differences are wrong where a
+    ReLU input lies within ε of its kink, which an unseeded draw hits about 1 in 20
+    times (sepconv5, rank 2)."""
+    keras.utils.set_random_seed(0)
     old, policy = keras.config.floatx(), keras.config.dtype_policy()
     keras.config.set_floatx("float64")
     keras.config.set_dtype_policy("float64")
