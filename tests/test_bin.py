@@ -30,7 +30,7 @@ BAD = [
     ("weight_decays", "-1"), ("retrain_epochs", "0"), ("retrain_batch_size", "0"),
     ("retrain_optimizer", "rmsprop"), ("retrain_learning_rate", "-1"),
     ("retrain_weight_decay", "-1"), ("retrain_width", "0"), ("retrain_dropout", "1.5"),
-    ("retrain_num_cells", "0"),
+    ("retrain_num_cells", "0"), ("retrain_drop_path", "1.5"),
     ("lr_restart_epochs", "0"), ("verbose", "7"), ("response", "bogus"), ("cg_damping", "-1"),
     ("lookahead_steps", "-1"), ("continuous", "dropout"), ("reward", "best"), ("solver", "lu"),
     ("cg_tol", "-1"), ("response_every", "0"), ("truncate", "-1"), ("cg_iterations", "0"),
@@ -52,6 +52,7 @@ def test_bad_search_flag_is_named(flag, value):
     (["--continuous=learning_rate", "--learning_rate_range=0.1"], "--learning_rate_range"),
     (["--response=ift", "--continuous=weight_decay"], "reward=loss"),
     (["--retrain_num_cells=2"], "--retrain_num_cells"),  # macro has no cells
+    (["--retrain_drop_path=0.2"], "--retrain_drop_path"),
 ])
 def test_inconsistent_values_are_named(tmp_path, args, match):
     flags.FLAGS(["tf-enas-search", *args, f"--output_dir={tmp_path}"])
@@ -100,13 +101,16 @@ def test_search_then_train_end_to_end(tmp_path):
 
 def test_train_micro_child_deeper(tmp_path):
     """tf-enas-train --retrain_num_cells=2 trains the micro child with 2 normal cells per
-    stage: the saved model is the deeper child (5 cells) and has its parameter count."""
+    stage: the saved model (with drop-path, which loads back) is the deeper child (5 cells)
+    and has its parameter count."""
+    import tf_enas.supernet  # noqa: F401  (registers the layers model.keras uses, as README)
     from tf_enas import found_child
 
     child = ("normal: 0:sepconv3+1:identity, 2:maxpool3+0:sepconv5 ; "
              "reduce: 1:avgpool3+0:sepconv3, 2:sepconv5+1:identity")
     proc = run("tf_enas.bin.train", f"--child={child}", "--space=micro", "--width=4",
-               "--retrain_num_cells=2", "--num_samples=600", "--retrain_epochs=1",
+               "--retrain_num_cells=2", "--retrain_drop_path=0.2", "--num_samples=600",
+               "--retrain_epochs=1",
                f"--output_dir={tmp_path}", "--verbose=0")
     assert proc.returncode == 0, proc.stderr[-3000:]
     model = keras.models.load_model(tmp_path / "model.keras")
@@ -124,6 +128,9 @@ def test_train_rejects_bad_child(tmp_path):
     proc = run("tf_enas.bin.train", "--child=conv3 | conv5", "--retrain_num_cells=2",
                f"--output_dir={tmp_path}")
     assert proc.returncode != 0 and "--retrain_num_cells" in proc.stderr
+    proc = run("tf_enas.bin.train", "--child=conv3 | conv5", "--retrain_drop_path=0.2",
+               f"--output_dir={tmp_path}")
+    assert proc.returncode != 0 and "--retrain_drop_path" in proc.stderr
     proc = run("tf_enas.bin.train", f"--output_dir={tmp_path}")
     assert proc.returncode != 0 and "--child" in proc.stderr
 

@@ -42,8 +42,9 @@ def build_supernet(space_name: str, space, input_shape, num_classes: int, width:
 
 
 def child_model(text: str, input_shape, num_classes: int, width: int, space: str = "macro",
-                num_cells: int = 1, dropout: float = 0.0) -> keras.Model:
-    """A standalone Keras model of the child `text` with fresh weights."""
+                num_cells: int = 1, dropout: float = 0.0, drop_path: float = 0.0) -> keras.Model:
+    """A standalone Keras model of the child `text` with fresh weights (drop_path: micro
+    only, DropPath's final rate)."""
     found, child = space_of(text, space)
     if space == "macro":
         from tf_enas.supernet import build_child_model
@@ -53,7 +54,8 @@ def child_model(text: str, input_shape, num_classes: int, width: int, space: str
         return build_child_model(found, child, input_shape, num_classes, width, dropout)
     return build_supernet(space, found, input_shape, num_classes, width, num_cells
                           ).child_model(child, inherit_weights=False, width=width,
-                                        dropout=dropout)
+                                        dropout=dropout,
+                                        **({"drop_path": drop_path} if drop_path else {}))
 
 
 def from_result(result: dict) -> dict:

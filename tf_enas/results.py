@@ -60,12 +60,12 @@ def child_hyperparameters(search, child) -> tuple[dict, dict]:
 
 def retrain_model(search, child) -> keras.Model:
     """`child` as the retrain builds it: from scratch, at the retrain's width, dropout and
-    (micro) cells per stage, initialized from the search's seed."""
+    (micro) cells per stage and drop-path, initialized from the search's seed."""
     cfg = search.config
     keras.utils.set_random_seed(cfg.seed)
-    deeper = {} if cfg.retrain.num_cells is None else {"num_cells": cfg.retrain.num_cells}
     return search.supernet.child_model(child, inherit_weights=False, width=cfg.retrain.width,
-                                       dropout=cfg.retrain.dropout, **deeper)
+                                       dropout=cfg.retrain.dropout,
+                                       **cfg.retrain.micro_kwargs())
 
 
 def proxy_val_accuracy(search, child) -> float:

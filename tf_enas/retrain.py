@@ -31,6 +31,9 @@ class RetrainConfig:
     width: int | None = None      # None: the supernet's width
     dropout: float = 0.0
     num_cells: int | None = None  # micro: normal cells per stage; None: the search's
+    drop_path: float = 0.0        # micro: DropPath's final rate on every op but identity
+
+    MICRO_ONLY = {"num_cells": "--retrain_num_cells", "drop_path": "--retrain_drop_path"}
 
     def validate(self):
         if self.optimizer not in OPTIMIZERS:
@@ -44,7 +47,20 @@ class RetrainConfig:
             raise ValueError(f"retrain num_cells must be >= 1 or None, got {self.num_cells}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"retrain dropout must be in [0, 1), got {self.dropout}")
+        if not 0 <= self.drop_path < 1:
+            raise ValueError(f"retrain drop_path must be in [0, 1), got {self.drop_path}")
         return self
+
+    def check_space(self, space: str):
+        """Raises ValueError when a micro-only setting is set for another space."""
+        for name, flag in self.MICRO_ONLY.items():
+            if getattr(self, name) and space != "micro":
+                raise ValueError(f"retrain {name} ({flag}) is for the micro space's cells; "
+                                 f"space={space} has none")
+
+    def micro_kwargs(self) -> dict:
+        """The micro-only settings that are set, as MicroSupernet.child_model arguments."""
+        return {name: getattr(self, name) for name in self.MICRO_ONLY if getattr(self, name)}
 
 
 def make_optimizer(config: RetrainConfig, steps: int, hyperparameters: dict | None = None):
@@ -84,8 +100,10 @@ def train(model: keras.Model, splits: Splits, config: RetrainConfig,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"])
     start = time.time()
+    from tf_enas.supernet.micro import DropPathSchedule
     model.fit(splits.x_train, splits.y_train, batch_size=config.batch_size,
-              epochs=config.epochs, verbose=verbose, callbacks=list(callbacks))
+              epochs=config.epochs, verbose=verbose,
+              callbacks=[DropPathSchedule(config.epochs), *callbacks])
     seconds = time.time() - start
     _, val_acc = model.evaluate(splits.x_val, splits.y_val, batch_size=512, verbose=0)
     _, test_acc = model.evaluate(splits.x_test, splits.y_test, batch_size=512, verbose=0)

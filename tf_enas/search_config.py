@@ -150,9 +150,7 @@ class SearchConfig:
         if "learning_rate" in self.continuous and self.retrain.optimizer != "sgd":
             raise ValueError("the search picks an SGD learning rate: set the retrain "
                              "optimizer to sgd (--retrain_optimizer=sgd)")
-        if self.retrain.num_cells is not None and self.space != "micro":
-            raise ValueError(f"retrain num_cells (--retrain_num_cells) sets the micro space's "
-                             f"cells per stage; space={self.space} has none")
+        self.retrain.check_space(self.space)
         self.controller.validate()
         self.retrain.validate()
         self.decisions()

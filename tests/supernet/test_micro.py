@@ -187,3 +187,43 @@ def test_default_reductions_keep_sixteen_positions():
     child = space.random(np.random.default_rng(0))
     assert len([layer for layer in net.child_model(child).layers
                 if layer.name.startswith("cell_")]) == 3
+
+
+def test_drop_path_keeps_the_expected_cell_output():
+    """A child cell whose nodes read only the cell's inputs is linear in the drop-path
+    masks, so E[output] = the output without drop-path; each dropped path is 0 per
+    example and a kept one is scaled by 1 / (1 − r)."""
+    keras.utils.set_random_seed(0)
+    arc = {"inputs": [[0, 1], [1, 1]], "ops": [[1, 3], [0, 2]]}  # sepconv3, avgpool3 | id, sepconv5
+    x = [tf.random.normal((4, 8, 3)), tf.random.normal((4, 8, 3))]
+    plain, dropped = Cell(2, 3, arc=arc), Cell(2, 3, arc=arc, drop_path=0.4)
+    plain.build([x[0].shape] * 2)
+    dropped.build([x[0].shape] * 2)
+    for name, op in plain.ops.items():
+        dropped.ops[name].set_weights(op.get_weights())
+    np.testing.assert_allclose(dropped(x, training=False), plain(x, training=False), atol=1e-6)
+    want = plain(x, training=True).numpy()
+    draws = np.stack([dropped(x, training=True).numpy() for _ in range(1000)])
+    z = (draws.mean(0) - want) / (draws.std(0, ddof=1) / np.sqrt(len(draws)))
+    assert np.abs(z).max() < 5.0
+    y = dropped.drop(tf.ones((20000, 2, 1)), training=True).numpy()
+    np.testing.assert_allclose(np.unique(y), [0.0, 1 / 0.6], rtol=1e-6)
+    assert abs((y[:, 0, 0] == 0).mean() - 0.4) < 5 * np.sqrt(0.4 * 0.6 / 20000)
+    assert np.all(y[:, 0] == y[:, 1])  # one draw per example
+
+
+def test_drop_path_rate_rises_linearly_over_the_retrain():
+    """retrain.train (the product's retrain) sets every DropPath's rate to
+    max_rate · epoch / epochs at each epoch: 0.4 · 3 / 4 in the last of 4 epochs."""
+    from tf_enas.data import load
+    from tf_enas.retrain import RetrainConfig, train
+
+    space = MicroSpace(2)
+    splits = load("mnist1d", seed=0, num_samples=600)
+    net = MicroSupernet(space, splits.input_shape, 10, width=4)
+    model = net.child_model(space.random(np.random.default_rng(1)), inherit_weights=False,
+                            drop_path=0.4)
+    train(model, splits, RetrainConfig(epochs=4, drop_path=0.4))
+    rates = [float(layer.rate.numpy()) for layer in model._flatten_layers()
+             if type(layer).__name__ == "DropPath"]
+    assert len(rates) == 3 and np.allclose(rates, 0.3)  # one per cell

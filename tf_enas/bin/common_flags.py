@@ -58,6 +58,10 @@ def define_retrain_flags():
                          "retrained child (default: the search's --num_cells); searching "
                          "shallow and retraining deeper is NASNet's, ENAS's and DARTS's "
                          "protocol.", lower_bound=1)
+    flags.DEFINE_float("retrain_drop_path", 0.0, "micro: drop-path rate of the retrained "
+                       "child (NASNet's ScheduledDropPath: every op but identity, each example "
+                       "dropped with a rate raised linearly from 0 to this over the epochs).",
+                       lower_bound=0.0, upper_bound=0.99)
 
 
 def define_search_flags():
@@ -211,7 +215,8 @@ def retrain_config() -> RetrainConfig:
         epochs=FLAGS.retrain_epochs, batch_size=FLAGS.retrain_batch_size,
         optimizer=FLAGS.retrain_optimizer, learning_rate=FLAGS.retrain_learning_rate,
         weight_decay=FLAGS.retrain_weight_decay, width=FLAGS.retrain_width,
-        dropout=FLAGS.retrain_dropout, num_cells=FLAGS.retrain_num_cells).validate()
+        dropout=FLAGS.retrain_dropout, num_cells=FLAGS.retrain_num_cells,
+        drop_path=FLAGS.retrain_drop_path).validate()
 
 
 def float_list(name: str, values) -> tuple:

@@ -73,10 +73,7 @@ def main(argv):
     try:
         job = _what_to_train()
         found, child = found_child.space_of(job["architecture"], job["space"])
-        job["retrain"].validate()
-        if job["retrain"].num_cells is not None and job["space"] != "micro":
-            raise ValueError(f"--retrain_num_cells sets the micro space's cells per stage; "
-                             f"space {job['space']} has none")
+        job["retrain"].validate().check_space(job["space"])
     except ValueError as e:
         raise app.UsageError(f"bad flag value: {e}") from None
     splits = data.load(FLAGS.dataset, FLAGS.seed, FLAGS.val_fraction, path=FLAGS.dataset_path,
@@ -88,7 +85,7 @@ def main(argv):
         model = found_child.child_model(job["architecture"], splits.input_shape,
                                         splits.num_classes, config.width or job["width"],
                                         job["space"], config.num_cells or job["num_cells"],
-                                        config.dropout)
+                                        config.dropout, config.drop_path)
     except ValueError as e:
         raise app.UsageError(f"--child: {e}") from None
     hyperparameters = found.hyperparameters(child) | job["hyperparameters"]

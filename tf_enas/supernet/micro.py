@@ -84,6 +84,47 @@ class PlainOp(keras.layers.Layer):
         return super().get_config() | {"op": self.op, "rank": self.rank}
 
 
+@keras.saving.register_keras_serializable(package="tf_enas")
+class DropPath(keras.layers.Layer):
+    """NASNet's drop-path (ScheduledDropPath; ENAS and DARTS retrain with it): in training,
+    y = x · b / (1 − r), b ~ Bernoulli(1 − r) per example, so E[y] = x; y = x in inference.
+    The rate r is a variable that `DropPathSchedule` raises from 0 to `max_rate`."""
+
+    def __init__(self, max_rate, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= max_rate < 1.0:
+            raise ValueError(f"drop-path rate must be in [0, 1), got {max_rate}")
+        self.max_rate, self.seed = float(max_rate), seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        # schedule state, not a weight (count_params and the saved weights leave it out)
+        self.rate = tf.Variable(self.max_rate, trainable=False, name="rate")
+
+    def call(self, x, training=False):
+        if not training:
+            return x
+        keep = 1.0 - tf.cast(self.rate, x.dtype)
+        u = keras.random.uniform([tf.shape(x)[0]] + [1] * (len(x.shape) - 1), dtype=x.dtype,
+                                 seed=self.seed_generator)
+        return x * tf.floor(keep + u) / keep
+
+    def get_config(self):
+        return super().get_config() | {"max_rate": self.max_rate, "seed": self.seed}
+
+
+class DropPathSchedule(keras.callbacks.Callback):
+    """Sets every DropPath's rate to max_rate · epoch / epochs at the start of each epoch
+    (DARTS's linear schedule; NASNet's ScheduledDropPath)."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for layer in self.model._flatten_layers():
+            if isinstance(layer, DropPath):
+                layer.rate.assign(layer.max_rate * epoch / self.epochs)
+
+
 def make_micro_op(name: str, width: int, rank: int, layer_name: str | None = None):
     """The micro op `name` (one of MICRO_OPS)."""
     if name in ("sepconv3", "sepconv5"):
@@ -193,9 +234,13 @@ class Cell(keras.layers.Layer):
     ...]} (plain ints): a fixed child cell that builds only its ops.
     """
 
-    def __init__(self, num_nodes, width, rank=1, arc=None, **kwargs):
+    def __init__(self, num_nodes, width, rank=1, arc=None, drop_path=0.0, **kwargs):
         super().__init__(**kwargs)
         self.num_nodes, self.width, self.rank = num_nodes, width, rank
+        if drop_path and arc is None:
+            raise ValueError("drop-path is for child cells (a fixed arc), not the supernet")
+        self.drop_path = float(drop_path)
+        self.drop = DropPath(drop_path, name="drop_path") if drop_path else None
         self.arc = None if arc is None else {k: [[int(a) for a in r] for r in v]
                                              for k, v in arc.items()}
         self.ops = {}
@@ -221,8 +266,8 @@ class Cell(keras.layers.Layer):
         kw = dict(training=training, update_stats=update_stats)
         if self.arc is not None:
             for i in range(self.num_nodes):
-                nodes.append(tf.add_n([self.ops[_op_name(i, s, self.arc["ops"][i][s])](
-                    nodes[self.arc["inputs"][i][s]], **kw) for s in range(2)]))
+                nodes.append(tf.add_n([self._child_op(i, s, nodes, training, kw)
+                                       for s in range(2)]))
             used = {j for row in self.arc["inputs"] for j in row}
             ends = [nodes[i + 2] for i in range(self.num_nodes) if i + 2 not in used]
             return tf.add_n(ends) / float(len(ends))
@@ -238,9 +283,17 @@ class Cell(keras.layers.Layer):
         out = tf.add_n([mask[i] * nodes[i + 2] for i in range(self.num_nodes)])
         return out / tf.reduce_sum(mask)
 
+    def _child_op(self, node, slot, nodes, training, kw):
+        """A child cell's op output, its path dropped (DropPath) unless it is identity."""
+        o = self.arc["ops"][node][slot]
+        y = self.ops[_op_name(node, slot, o)](nodes[self.arc["inputs"][node][slot]], **kw)
+        return y if self.drop is None or MICRO_OPS[o] == "identity" else self.drop(
+            y, training=training)
+
     def get_config(self):
         return super().get_config() | {"num_nodes": self.num_nodes, "width": self.width,
-                                       "rank": self.rank, "arc": self.arc}
+                                       "rank": self.rank, "arc": self.arc,
+                                       "drop_path": self.drop_path}
 
 
 MIN_POSITIONS = 16
@@ -271,7 +324,7 @@ class _Stack:
     builds Stem, per cell (Reduce pair before a reduction cell) a Cell, Head."""
 
     def __init__(self, num_nodes, num_cells, width, rank, num_classes, dropout, arcs=None,
-                 reductions=2):
+                 reductions=2, drop_path=0.0):
         self.stem = Stem(width, rank, name="stem")
         self.cells, self.reduces = [], {}
         w = width
@@ -282,7 +335,7 @@ class _Stack:
                 self.reduces[c] = (Reduce(w, rank, name=f"reduce_{c}_0"),
                                    Reduce(w, rank, name=f"reduce_{c}_1"))
             self.cells.append(Cell(num_nodes, w, rank, None if arcs is None else arcs[kind],
-                                   name=f"cell_{c}"))
+                                   drop_path, name=f"cell_{c}"))
         self.head = Head(num_classes, rank, dropout, name="head")
 
     def apply(self, x, cell_call, training, update_stats=True):
@@ -366,11 +419,11 @@ class MicroSupernet(keras.Model):
 
     def child_model(self, child, inherit_weights: bool = True, width: int | None = None,
                     dropout: float | None = None, name: str = "child",
-                    num_cells: int | None = None) -> keras.Model:
+                    num_cells: int | None = None, drop_path: float = 0.0) -> keras.Model:
         """A standalone functional Keras model of exactly `child` (only its ops), with this
         supernet's weights (inherit_weights; width and num_cells must then be the
         supernet's) or fresh; num_cells (default the supernet's) stacks the found cells
-        deeper."""
+        deeper; drop_path: DropPath's max_rate on every op but identity (retraining)."""
         child = self.space.validate(child)
         width = width or self.width
         num_cells = num_cells or self.num_cells
@@ -379,7 +432,7 @@ class MicroSupernet(keras.Model):
         model = build_micro_child(self.space, child, self.example_shape, self.num_classes,
                                   width, num_cells,
                                   self.dropout if dropout is None else dropout, name,
-                                  self.reductions)
+                                  self.reductions, drop_path)
         if inherit_weights:
             for layer in [self.stem, self.head] + [r for pair in self._stack.reduces.values()
                                                    for r in pair]:
@@ -396,16 +449,16 @@ class MicroSupernet(keras.Model):
 
 def build_micro_child(space: MicroSpace, child, input_shape, num_classes: int, width: int,
                       num_cells: int = 1, dropout: float = 0.0, name: str = "child",
-                      reductions: int | None = None) -> keras.Model:
+                      reductions: int | None = None, drop_path: float = 0.0) -> keras.Model:
     """Functional Keras model of a micro `child` with fresh weights (reductions None:
-    default_reductions(input_shape), as MicroSupernet)."""
+    default_reductions(input_shape), as MicroSupernet; drop_path: DropPath's max_rate)."""
     child = space.validate(child)
     if reductions is None:
         reductions = default_reductions(input_shape)
     rank = len(input_shape) - 1
     arcs = {cell: _arc(space, child, cell) for cell in CELLS}
     stack = _Stack(space.num_nodes, num_cells, width, rank, num_classes, dropout, arcs,
-                   reductions)
+                   reductions, drop_path)
     inp = keras.Input(tuple(input_shape), name="input")
     out = stack.apply(inp, lambda cell, kind, inputs, kw: cell(inputs, training=kw["training"]),
                       None)
