@@ -9,6 +9,7 @@ import numpy as np
 
 from tf_enas.data import Splits
 from tf_enas.objective import decay_group, is_decayed
+from tf_enas.supernet.micro import DropPathSchedule
 
 OPTIMIZERS = ("adamw", "sgd")
 
@@ -100,7 +101,6 @@ def train(model: keras.Model, splits: Splits, config: RetrainConfig,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"])
     start = time.time()
-    from tf_enas.supernet.micro import DropPathSchedule
     model.fit(splits.x_train, splits.y_train, batch_size=config.batch_size,
               epochs=config.epochs, verbose=verbose,
               callbacks=[DropPathSchedule(config.epochs), *callbacks])

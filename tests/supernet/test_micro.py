@@ -224,6 +224,6 @@ def test_drop_path_rate_rises_linearly_over_the_retrain():
     model = net.child_model(space.random(np.random.default_rng(1)), inherit_weights=False,
                             drop_path=0.4)
     train(model, splits, RetrainConfig(epochs=4, drop_path=0.4))
-    rates = [float(layer.rate.numpy()) for layer in model._flatten_layers()
-             if type(layer).__name__ == "DropPath"]
+    rates = [float(layer.drop.rate.numpy()) for layer in model.layers
+             if layer.name.startswith("cell_")]
     assert len(rates) == 3 and np.allclose(rates, 0.3)  # one per cell

@@ -112,17 +112,17 @@ class DropPath(keras.layers.Layer):
 
 
 class DropPathSchedule(keras.callbacks.Callback):
-    """Sets every DropPath's rate to max_rate · epoch / epochs at the start of each epoch
-    (DARTS's linear schedule; NASNet's ScheduledDropPath)."""
+    """Sets every child Cell's DropPath rate to max_rate · epoch / epochs at the start of
+    each epoch (DARTS's linear schedule; NASNet's ScheduledDropPath)."""
 
     def __init__(self, epochs: int):
         super().__init__()
         self.epochs = epochs
 
     def on_epoch_begin(self, epoch, logs=None):
-        for layer in self.model._flatten_layers():
-            if isinstance(layer, DropPath):
-                layer.rate.assign(layer.max_rate * epoch / self.epochs)
+        for layer in self.model.layers:
+            if isinstance(layer, Cell) and layer.drop is not None:
+                layer.drop.rate.assign(layer.drop.max_rate * epoch / self.epochs)
 
 
 def make_micro_op(name: str, width: int, rank: int, layer_name: str | None = None):
