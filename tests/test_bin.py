@@ -22,7 +22,7 @@ BAD = [
     ("batch_size", "-1"), ("lr_max", "-0.1"), ("lr_min", "0"), ("momentum", "1.5"),
     ("l2", "-1"), ("grad_clip_norm", "0"), ("epochs", "0"), ("time_budget_s", "0"),
     ("controller_steps", "0"), ("controller_batch", "0"), ("val_batch_size", "0"),
-    ("derive_samples", "0"), ("controller_lstm_size", "0"), ("controller_lr", "-1"),
+    ("derive_samples", "0"), ("derive_proxy_epochs", "-1"), ("controller_lstm_size", "0"), ("controller_lr", "-1"),
     ("controller_temperature", "0"), ("controller_tanh_constant", "-1"),
     ("controller_entropy_weight", "-1"), ("controller_baseline_decay", "1.5"),
     ("controller_skip_target", "0"), ("controller_skip_weight", "-1"), ("seed", "-3"),

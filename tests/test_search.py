@@ -89,6 +89,19 @@ def test_time_budget_stops_the_search(tmp_path, splits):
     assert len(s.search()) == 1  # the first epoch always runs, then the budget is spent
 
 
+def test_proxy_derive_keeps_the_child_whose_short_retrain_is_best(tmp_path, splits):
+    """derive_proxy_epochs = retrain epochs: the derived child is the argmax of the proxy
+    accuracies, and the retrain that follows (the product's own path) reproduces the
+    derived child's proxy accuracy."""
+    config = tiny(epochs=1, derive_samples=3, derive_proxy_epochs=2,
+                  retrain=RetrainConfig(epochs=2, width=4))
+    result = Search(config, str(tmp_path), splits=splits, verbose=0).run()
+    proxy = result["proxy_val_accuracies"]
+    assert len(proxy) == 3
+    assert result["architecture"] == max(proxy, key=proxy.get)
+    assert result["val_accuracy"] == pytest.approx(proxy[result["architecture"]], abs=1e-6)
+
+
 def test_random_search_samples_uniformly(tmp_path, splits):
     from tf_enas.search import RandomSearch
 

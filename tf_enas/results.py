@@ -14,17 +14,38 @@ from tf_enas.run_dir import write_json_stamped, write_stamped
 
 
 def derive(search) -> dict:
-    """Samples derive_samples children, scores each on the whole validation set with the
-    shared weights and keeps the best. Its continuous hyperparameters are the policy's
-    medians given its architecture; the retrain's SGD gets the L2 coefficient λ as Keras's
-    decoupled weight_decay 2λ/(1 − μ) (the same decay under momentum μ); per-layer λ_g
-    stay the L2 terms λ_g‖W‖² of the search's loss ("l2_per_layer")."""
+    """Samples derive_samples children and keeps the best: by accuracy on the whole
+    validation set with the shared weights, or (derive_proxy_epochs > 0) by validation
+    accuracy after that many epochs of the retrain from scratch (`proxy_val_accuracy`).
+    Its continuous hyperparameters are the policy's medians given its architecture
+    (`child_hyperparameters`)."""
     cfg = search.config
     children, _ = search.sample_children(cfg.derive_samples)
+    children = children.numpy()
     scores = search.shared.accuracies(children, search.x_val, search.y_val).numpy()
-    best = children[int(np.argmax(scores))].numpy()
-    searched = search.controller.medians(best) if cfg.continuous else {}
-    hyperparameters = search.space.hyperparameters(best) | searched
+    proxy = ([proxy_val_accuracy(search, c) for c in children] if cfg.derive_proxy_epochs
+             else None)
+    best = children[int(np.argmax(scores if proxy is None else proxy))]
+    searched, hyperparameters = child_hyperparameters(search, best)
+    return {"child": search.space.to_string(best),
+            "architecture": search.space.architecture(best),
+            "searched_hyperparameters": searched,
+            "hyperparameters": hyperparameters,
+            "shared_weights_val_accuracy": float(np.max(scores)),
+            "derive_mean_val_accuracy": float(np.mean(scores)),
+            **({} if proxy is None else {
+                "proxy_val_accuracies": {search.space.to_string(c): a
+                                         for c, a in zip(children, proxy)}})}
+
+
+def child_hyperparameters(search, child) -> tuple[dict, dict]:
+    """(searched, retrain hyperparameters) of `child`: the policy's medians given its
+    architecture; the retrain's SGD gets the L2 coefficient λ as Keras's decoupled
+    weight_decay 2λ/(1 − μ) (the same decay under momentum μ); per-layer λ_g stay the L2
+    terms λ_g‖W‖² of the search's loss ("l2_per_layer")."""
+    cfg = search.config
+    searched = search.controller.medians(child) if cfg.continuous else {}
+    hyperparameters = search.space.hyperparameters(child) | searched
     if "weight_decay" in searched:
         momentum = searched.get("momentum", cfg.momentum)
         hyperparameters["weight_decay"] = 2 * searched["weight_decay"] / (1 - momentum)
@@ -34,12 +55,26 @@ def derive(search) -> dict:
                                            for g in layer_groups(cfg.num_layers)}
     if searched and "momentum" not in searched:
         hyperparameters["momentum"] = cfg.momentum
-    return {"child": search.space.to_string(best),
-            "architecture": search.space.architecture(best),
-            "searched_hyperparameters": searched,
-            "hyperparameters": hyperparameters,
-            "shared_weights_val_accuracy": float(np.max(scores)),
-            "derive_mean_val_accuracy": float(np.mean(scores))}
+    return searched, hyperparameters
+
+
+def retrain_model(search, child) -> keras.Model:
+    """`child` as the retrain builds it: from scratch, at the retrain's width, dropout and
+    (micro) cells per stage and drop-path, initialized from the search's seed."""
+    cfg = search.config
+    keras.utils.set_random_seed(cfg.seed)
+    return search.supernet.child_model(child, inherit_weights=False, width=cfg.retrain.width,
+                                       dropout=cfg.retrain.dropout,
+                                       **cfg.retrain.micro_kwargs())
+
+
+def proxy_val_accuracy(search, child) -> float:
+    """Validation accuracy of `child` after derive_proxy_epochs epochs of the retrain
+    (its optimizer, schedule over those epochs, and hyperparameters)."""
+    proxy = dataclasses.replace(search.config.retrain, epochs=search.config.derive_proxy_epochs)
+    model = retrain_model(search, child)
+    return retrain_lib.train(model, search.splits, proxy,
+                             child_hyperparameters(search, child)[1])["val_accuracy"]
 
 
 def response_summary(response: str, history: list) -> dict:
@@ -53,11 +88,7 @@ def retrain(search, derived: dict, history: list, stamp: dict) -> dict:
     """Trains the derived child from scratch (resuming its last finished epoch), writes
     model.keras and result.json stamped with `stamp`; returns the result."""
     cfg, run_dir = search.config, search.run_dir
-    keras.utils.set_random_seed(cfg.seed)
-    model = search.supernet.child_model(search.space.parse(derived["child"]),
-                                        inherit_weights=False, width=cfg.retrain.width,
-                                        dropout=cfg.retrain.dropout,
-                                        **cfg.retrain.micro_kwargs())
+    model = retrain_model(search, search.space.parse(derived["child"]))
     resume = checkpoints.EpochCheckpoint(run_dir.file("retrain_checkpoints"), stamp)
     metrics = retrain_lib.train(model, search.splits, cfg.retrain, derived["hyperparameters"],
                                 verbose=2 if search.verbose else 0, callbacks=[resume])
@@ -72,6 +103,7 @@ def retrain(search, derived: dict, history: list, stamp: dict) -> dict:
         "val_accuracy": metrics["val_accuracy"],
         "test_accuracy": metrics["test_accuracy"],
         "shared_weights_val_accuracy": derived["shared_weights_val_accuracy"],
+        **{k: derived[k] for k in ("proxy_val_accuracies",) if k in derived},
         "search_seconds": float(search.elapsed.numpy()),
         "train_seconds": metrics["train_seconds"],
         "retrain_resumed_after_epoch": resume.resumed_from,

@@ -75,6 +75,7 @@ class SearchConfig:
     epochs: int = 100
     time_budget_s: float | None = None
     derive_samples: int = 64
+    derive_proxy_epochs: int = 0      # 0: rank derive_samples by shared-weight accuracy
     retrain: retrain_lib.RetrainConfig = dataclasses.field(
         default_factory=retrain_lib.RetrainConfig)
     # execution (tf_enas/distribute.py, docs/distribute.md)
@@ -100,6 +101,8 @@ class SearchConfig:
         for k in positive:
             if getattr(self, k) < 1:
                 raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
+        if self.derive_proxy_epochs < 0:
+            raise ValueError(f"derive_proxy_epochs must be >= 0, got {self.derive_proxy_epochs}")
         if not 0 < self.lr_min <= self.lr_max:
             raise ValueError(f"need 0 < lr_min <= lr_max, got lr_min={self.lr_min}, "
                              f"lr_max={self.lr_max}")
