@@ -13,6 +13,7 @@ import sys
 import time
 
 import pytest
+import tensorflow as tf
 
 from tf_enas import distribute
 from tf_enas.search_config import SearchConfig
@@ -110,7 +111,9 @@ def test_multi_worker_run_killed_and_resumed(tmp_path):
     procs = _launch(out, _free_ports(2), logs)
     try:  # killed once the chief wrote its first checkpoint
         deadline = time.time() + 180
-        while not (out / "checkpoints" / "ckpt-1.index").exists():
+        # the manager's state file lists ckpt-1 only after its files are complete; a kill
+        # between the two loses that checkpoint, so wait for the list, not the index file
+        while tf.train.latest_checkpoint(str(out / "checkpoints")) is None:
             assert time.time() < deadline and all(p.poll() is None for p in procs), \
                 logs[0].read_text()[-3000:]
             time.sleep(0.05)
