@@ -102,6 +102,36 @@ def test_proxy_derive_keeps_the_child_whose_short_retrain_is_best(tmp_path, spli
     assert result["val_accuracy"] == pytest.approx(proxy[result["architecture"]], abs=1e-6)
 
 
+def test_param_budget_derives_only_children_within_it(tmp_path, splits):
+    """derive_max_params at the smallest retrained parameter count of the space (found by
+    enumerating every child and rebuilding it from its text, found_child.child_model):
+    the candidates are the children of that count, distinct; one parameter below it is a
+    clear error."""
+    import itertools
+
+    from tf_enas import found_child, results
+
+    config = tiny(num_layers=2, ops=("conv3", "maxpool3"), retrain=RetrainConfig(epochs=1))
+    with Search(config, str(tmp_path), splits=splits, verbose=0) as s:
+        counts = {}
+        for child in itertools.product(*[range(d.num_values) for d in s.space.decisions]):
+            text = s.space.to_string(np.array(child))
+            counts[text] = found_child.child_model(text, splits.input_shape, splits.num_classes,
+                                                   config.width).count_params()
+        smallest = min(counts.values())
+        fitting = {t for t, n in counts.items() if n == smallest}
+        assert 0 < len(fitting) < config.derive_samples < len(counts)
+        s.config = dataclasses.replace(config, derive_max_params=smallest)
+        derived = results.derive(s)  # fewer fit than derive_samples: every round is drawn
+        assert derived["derive_draws"] == results.MAX_DRAW_ROUNDS * config.derive_samples
+        assert derived["derive_params"] == {t: smallest for t in fitting}
+        assert derived["child"] in fitting
+        s.config = dataclasses.replace(config, derive_max_params=smallest - 1)
+        with pytest.raises(ValueError, match=rf"derive_max_params={smallest - 1}: none of "
+                                             rf"\d+ children .* retrain width 8"):
+            results.derive(s)
+
+
 def test_random_search_samples_uniformly(tmp_path, splits):
     from tf_enas.search import RandomSearch
 

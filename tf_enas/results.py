@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import keras
 import numpy as np
@@ -12,30 +13,64 @@ from tf_enas import retrain as retrain_lib
 from tf_enas.objective import layer_groups
 from tf_enas.run_dir import write_json_stamped, write_stamped
 
+log = logging.getLogger(__name__)
+
 
 def derive(search) -> dict:
-    """Samples derive_samples children and keeps the best: by accuracy on the whole
-    validation set with the shared weights, or (derive_proxy_epochs > 0) by validation
-    accuracy after that many epochs of the retrain from scratch (`proxy_val_accuracy`).
-    Its continuous hyperparameters are the policy's medians given its architecture
-    (`child_hyperparameters`)."""
+    """Samples derive_samples children (`candidates`: within derive_max_params, if set) and
+    keeps the best: by accuracy on the whole validation set with the shared weights, or
+    (derive_proxy_epochs > 0) by validation accuracy after that many epochs of the retrain
+    from scratch (`proxy_val_accuracy`). Its continuous hyperparameters are the policy's
+    medians given its architecture (`child_hyperparameters`)."""
     cfg = search.config
-    children, _ = search.sample_children(cfg.derive_samples)
-    children = children.numpy()
+    children, params, drawn = candidates(search)
     scores = search.shared.accuracies(children, search.x_val, search.y_val).numpy()
     proxy = ([proxy_val_accuracy(search, c) for c in children] if cfg.derive_proxy_epochs
              else None)
     best = children[int(np.argmax(scores if proxy is None else proxy))]
     searched, hyperparameters = child_hyperparameters(search, best)
+    names = [search.space.to_string(c) for c in children]
     return {"child": search.space.to_string(best),
             "architecture": search.space.architecture(best),
             "searched_hyperparameters": searched,
             "hyperparameters": hyperparameters,
             "shared_weights_val_accuracy": float(np.max(scores)),
             "derive_mean_val_accuracy": float(np.mean(scores)),
-            **({} if proxy is None else {
-                "proxy_val_accuracies": {search.space.to_string(c): a
-                                         for c, a in zip(children, proxy)}})}
+            **({} if proxy is None else {"proxy_val_accuracies": dict(zip(names, proxy))}),
+            **({} if params is None else {"derive_params": dict(zip(names, params)),
+                                          "derive_draws": drawn})}
+
+
+MAX_DRAW_ROUNDS = 50  # a parameter budget draws at most this many rounds of derive_samples
+
+
+def candidates(search) -> tuple[np.ndarray, list | None, int]:
+    """(children [n, D], their retrained parameter counts or None, draws): derive_samples
+    draws of the final policy; with derive_max_params, derive_samples distinct draws whose
+    retrained model (`retrain_model`) has at most that many parameters, drawn
+    derive_samples at a time (at most MAX_DRAW_ROUNDS rounds: then fewer, with a warning)."""
+    cfg = search.config
+    if not cfg.derive_max_params:
+        return search.sample_children(cfg.derive_samples)[0].numpy(), None, cfg.derive_samples
+    kept, params, drawn = {}, {}, 0
+    while len(kept) < cfg.derive_samples and drawn < MAX_DRAW_ROUNDS * cfg.derive_samples:
+        for child in search.sample_children(cfg.derive_samples)[0].numpy():
+            drawn += 1
+            text = search.space.to_string(child)
+            if text not in params:
+                params[text] = int(retrain_model(search, child, seed=False).count_params())
+            if params[text] <= cfg.derive_max_params and len(kept) < cfg.derive_samples:
+                kept.setdefault(text, child)
+    width = cfg.retrain.width or cfg.width
+    if not kept:
+        raise ValueError(
+            f"derive_max_params={cfg.derive_max_params}: none of {drawn} children drawn from "
+            f"the final policy has at most that many parameters at retrain width {width}; "
+            f"raise --derive_max_params or lower --retrain_width")
+    if len(kept) < cfg.derive_samples:
+        log.warning("derive_max_params=%d: only %d of %d draws fit; deriving from those",
+                    cfg.derive_max_params, len(kept), drawn)
+    return np.stack(list(kept.values())), [params[t] for t in kept], drawn
 
 
 def child_hyperparameters(search, child) -> tuple[dict, dict]:
@@ -58,11 +93,13 @@ def child_hyperparameters(search, child) -> tuple[dict, dict]:
     return searched, hyperparameters
 
 
-def retrain_model(search, child) -> keras.Model:
+def retrain_model(search, child, seed: bool = True) -> keras.Model:
     """`child` as the retrain builds it: from scratch, at the retrain's width, dropout and
-    (micro) cells per stage and drop-path, initialized from the search's seed."""
+    (micro) cells per stage and drop-path, initialized from the search's seed (seed=False:
+    leaves the global seed alone, for a model that is only counted)."""
     cfg = search.config
-    keras.utils.set_random_seed(cfg.seed)
+    if seed:
+        keras.utils.set_random_seed(cfg.seed)
     return search.supernet.child_model(child, inherit_weights=False, width=cfg.retrain.width,
                                        dropout=cfg.retrain.dropout,
                                        **cfg.retrain.micro_kwargs())
@@ -103,7 +140,8 @@ def retrain(search, derived: dict, history: list, stamp: dict) -> dict:
         "val_accuracy": metrics["val_accuracy"],
         "test_accuracy": metrics["test_accuracy"],
         "shared_weights_val_accuracy": derived["shared_weights_val_accuracy"],
-        **{k: derived[k] for k in ("proxy_val_accuracies",) if k in derived},
+        **{k: derived[k] for k in ("proxy_val_accuracies", "derive_params", "derive_draws")
+           if k in derived},
         "search_seconds": float(search.elapsed.numpy()),
         "train_seconds": metrics["train_seconds"],
         "retrain_resumed_after_epoch": resume.resumed_from,

@@ -10,9 +10,9 @@ response estimator and takes one controller step). The controller's objective is
 
 (w_K: K = `lookahead_steps` steps of the child's optimizer from the shared weights and
 velocity; K = 0 with reward "accuracy" is ENAS). After the epochs (or the time budget),
-derive scores `derive_samples` children on the whole validation set (shared weights, or
-a `derive_proxy_epochs` retrain of each) and keeps the best; that child is retrained from
-scratch with its hyperparameters.
+derive scores `derive_samples` children (those within `derive_max_params`, if set) on the
+whole validation set (shared weights, or a `derive_proxy_epochs` retrain of each) and keeps
+the best; that child is retrained from scratch with its hyperparameters.
 
 What is searched is configuration: grid `choices`, `continuous` decisions (which make the
 controller a JointController) and the `response` estimator (tf_enas/response). Everything

@@ -76,6 +76,7 @@ class SearchConfig:
     time_budget_s: float | None = None
     derive_samples: int = 64
     derive_proxy_epochs: int = 0      # 0: rank derive_samples by shared-weight accuracy
+    derive_max_params: int = 0        # 0: no budget; N: derive only children of ≤ N parameters
     retrain: retrain_lib.RetrainConfig = dataclasses.field(
         default_factory=retrain_lib.RetrainConfig)
     # execution (tf_enas/distribute.py, docs/distribute.md)
@@ -101,8 +102,9 @@ class SearchConfig:
         for k in positive:
             if getattr(self, k) < 1:
                 raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
-        if self.derive_proxy_epochs < 0:
-            raise ValueError(f"derive_proxy_epochs must be >= 0, got {self.derive_proxy_epochs}")
+        for k in ("derive_proxy_epochs", "derive_max_params"):
+            if getattr(self, k) < 0:
+                raise ValueError(f"{k} must be >= 0, got {getattr(self, k)}")
         if not 0 < self.lr_min <= self.lr_max:
             raise ValueError(f"need 0 < lr_min <= lr_max, got lr_min={self.lr_min}, "
                              f"lr_max={self.lr_max}")

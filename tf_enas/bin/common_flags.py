@@ -100,6 +100,10 @@ def define_search_flags():
                          "--derive_samples by shared-weight validation accuracy; N > 0: by "
                          "validation accuracy after N epochs of the retrain from scratch "
                          "(costs derive_samples × N retrain epochs).", lower_bound=0)
+    flags.DEFINE_integer("derive_max_params", 0, "0: no budget; N > 0: the derived child is "
+                         "chosen among draws of the final policy whose retrained model has at "
+                         "most N parameters (at --retrain_width, --retrain_num_cells).",
+                         lower_bound=0)
     flags.DEFINE_integer("controller_lstm_size", 64, "Controller LSTM units.", lower_bound=1)
     flags.DEFINE_float("controller_lr", 1e-3, "Controller Adam learning rate.", lower_bound=0.0)
     flags.DEFINE_float("controller_temperature", 1.0, "Logit temperature.", lower_bound=1e-3)
@@ -189,7 +193,7 @@ def search_config() -> SearchConfig:
                  "lr_max", "lr_min", "lr_restart_epochs",
                  "momentum", "l2", "grad_clip_norm", "controller_steps", "controller_batch",
                  "val_batch_size", "epochs", "time_budget_s", "derive_samples",
-                 "derive_proxy_epochs", "reward",
+                 "derive_proxy_epochs", "derive_max_params", "reward",
                  "reward_loss_cap", "lookahead_steps", "lookahead_batch_size", "truncate",
                  "lookahead_memory", "weight_decay_per_layer",
                  "response", "response_weight", "response_every", "solver", "cg_iterations",
