@@ -20,11 +20,14 @@ def _tuner(tmp_path, oracle, hypermodel, score_fn, name="p", **kwargs):
                           project_name=name, **kwargs)
 
 
-def assert_same_controller(a, b, rtol=1e-5, atol=1e-7):
+def assert_same_controller(a, b, rtol=1e-5, atol=2e-5):
     """Two encoded controller states: the same layout, step counts and RNG state, and the
-    same weights and Adam moments up to float round-off (TensorFlow does not fix the order
+    same weights and Adam moments up to float round-off. TensorFlow does not fix the order
     in which a traced gradient sums its contributions, so two traces of the same update
-    may differ in the last bits)."""
+    differ in the last bits, and Adam's m/√v turns that into up to 1.7e-6 in a weight with
+    a near-zero gradient after ten trials (seen in CI). atol is 1/1000 of one Adam step at
+    the oracle's learning rate 0.02: a weight or moment that was not restored moves the
+    weights by O(learning rate)."""
     a, b = (PolicyOracle._decode_state(s) for s in (a, b))
     assert a["layout"] == b["layout"]
     np.testing.assert_array_equal(a["rng"], b["rng"])
