@@ -102,6 +102,18 @@ def test_proxy_derive_keeps_the_child_whose_short_retrain_is_best(tmp_path, spli
     assert result["val_accuracy"] == pytest.approx(proxy[result["architecture"]], abs=1e-6)
 
 
+def test_proxy_derive_scores_on_the_held_out_validation_set_under_include_val(tmp_path, splits):
+    """The proxy retrain never trains on the validation set it is scored on: with the final
+    retrain's include_val set, a child's proxy accuracy is the one it has without."""
+    from tf_enas import results
+
+    with Search(tiny(derive_proxy_epochs=1), str(tmp_path), splits=splits, verbose=0) as s:
+        child = s.sample_children(1)[0].numpy()[0]
+        held_out = results.proxy_val_accuracy(s, child)
+        s.config = tiny(derive_proxy_epochs=1, retrain=RetrainConfig(epochs=1, include_val=True))
+        assert results.proxy_val_accuracy(s, child) == held_out
+
+
 def test_param_budget_derives_only_children_within_it(tmp_path, splits):
     """derive_max_params at the smallest retrained parameter count of the space (found by
     enumerating every child and rebuilding it from its text, found_child.child_model):

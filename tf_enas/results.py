@@ -108,7 +108,8 @@ def retrain_model(search, child, seed: bool = True) -> keras.Model:
 def proxy_val_accuracy(search, child) -> float:
     """Validation accuracy of `child` after derive_proxy_epochs epochs of the retrain
     (its optimizer, schedule over those epochs, and hyperparameters)."""
-    proxy = dataclasses.replace(search.config.retrain, epochs=search.config.derive_proxy_epochs)
+    proxy = dataclasses.replace(search.config.retrain, epochs=search.config.derive_proxy_epochs,
+                                include_val=False)
     model = retrain_model(search, child)
     return retrain_lib.train(model, search.splits, proxy,
                              child_hyperparameters(search, child)[1])["val_accuracy"]

@@ -33,6 +33,7 @@ class RetrainConfig:
     dropout: float = 0.0
     num_cells: int | None = None  # micro: normal cells per stage; None: the search's
     drop_path: float = 0.0        # micro: DropPath's final rate on every op but identity
+    include_val: bool = False     # train on train + validation (no val_accuracy then)
 
     MICRO_ONLY = {"num_cells": "--retrain_num_cells", "drop_path": "--retrain_drop_path"}
 
@@ -90,22 +91,27 @@ def add_layer_l2(model: keras.Model, l2: dict) -> None:
 def train(model: keras.Model, splits: Splits, config: RetrainConfig,
           hyperparameters: dict | None = None, verbose: int = 0,
           callbacks=()) -> dict:
-    """Trains `model` on splits' train set; returns val/test accuracy and seconds."""
+    """Trains `model` on splits' train set (and validation set, with include_val); returns
+    val accuracy (None with include_val: nothing held out), test accuracy and seconds."""
     config.validate()
     l2 = (hyperparameters or {}).get("l2_per_layer")
     if l2:
         add_layer_l2(model, l2)
-    steps = config.epochs * int(np.ceil(len(splits.x_train) / config.batch_size))
+    x, y = splits.x_train, splits.y_train
+    if config.include_val:
+        x, y = np.concatenate([x, splits.x_val]), np.concatenate([y, splits.y_val])
+    steps = config.epochs * int(np.ceil(len(x) / config.batch_size))
     model.compile(
         optimizer=make_optimizer(config, steps, hyperparameters),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"])
     start = time.time()
-    model.fit(splits.x_train, splits.y_train, batch_size=config.batch_size,
+    model.fit(x, y, batch_size=config.batch_size,
               epochs=config.epochs, verbose=verbose,
               callbacks=[DropPathSchedule(config.epochs), *callbacks])
     seconds = time.time() - start
-    _, val_acc = model.evaluate(splits.x_val, splits.y_val, batch_size=512, verbose=0)
+    val_acc = (None if config.include_val else
+               float(model.evaluate(splits.x_val, splits.y_val, batch_size=512, verbose=0)[1]))
     _, test_acc = model.evaluate(splits.x_test, splits.y_test, batch_size=512, verbose=0)
-    return {"val_accuracy": float(val_acc), "test_accuracy": float(test_acc),
+    return {"val_accuracy": val_acc, "test_accuracy": float(test_acc),
             "train_seconds": seconds}

@@ -62,6 +62,9 @@ def define_retrain_flags():
                        "child (NASNet's ScheduledDropPath: every op but identity, each example "
                        "dropped with a rate raised linearly from 0 to this over the epochs).",
                        lower_bound=0.0, upper_bound=0.99)
+    flags.DEFINE_bool("retrain_include_val", False, "Train the found child on the training "
+                      "and validation sets (the final retrain of NASNet, ENAS and DARTS "
+                      "uses the whole training set); result.json's val_accuracy is then null.")
 
 
 def define_search_flags():
@@ -220,7 +223,7 @@ def retrain_config() -> RetrainConfig:
         optimizer=FLAGS.retrain_optimizer, learning_rate=FLAGS.retrain_learning_rate,
         weight_decay=FLAGS.retrain_weight_decay, width=FLAGS.retrain_width,
         dropout=FLAGS.retrain_dropout, num_cells=FLAGS.retrain_num_cells,
-        drop_path=FLAGS.retrain_drop_path).validate()
+        drop_path=FLAGS.retrain_drop_path, include_val=FLAGS.retrain_include_val).validate()
 
 
 def float_list(name: str, values) -> tuple:
