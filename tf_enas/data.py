@@ -1,8 +1,10 @@
 """Datasets → train/val/test splits, and tf.data pipelines over them.
 
-Validation is always split off the training set (stratified, seeded); the test set is
-touched only by final evaluation. Your own data: `load("npz", path=FILE)`,
-`load("csv", path=FILE)`, `from_arrays(...)` or `from_dataset(tf.data.Dataset)`.
+Validation is always split off the training set (stratified, seeded; of a text, its last
+windows); the test set is touched only by final evaluation. Your own data:
+`load("npz", path=FILE)`, `load("csv", path=FILE)`, `from_arrays(...)` or
+`from_dataset(tf.data.Dataset)`; a character-level language model on your text:
+`load("text", path=FILE)` (text_splits).
 Inputs are float32 with a trailing channel axis: (N, length, 1) for 1-D data,
 (N, height, width, channels) for images. Every dataset, and your own arrays, is checked
 before any training: shapes, finite values, labels in 0..K-1, enough examples per class
@@ -20,7 +22,8 @@ import tensorflow as tf
 
 @dataclasses.dataclass(frozen=True)
 class Splits:
-    """Train/val/test arrays of one dataset. x: float32 (N, *input_shape), y: int32 (N,)."""
+    """Train/val/test arrays of one dataset. x: float32 (N, *input_shape), y: int32 (N,),
+    or (N, length) for per-step targets (a language model's next characters)."""
 
     name: str
     x_train: np.ndarray
@@ -34,6 +37,11 @@ class Splits:
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
+
+    @property
+    def sequence_targets(self) -> bool:
+        """One label per step (y: (N, length)), not per example."""
+        return self.y_train.ndim == 2
 
     @property
     def spatial_rank(self) -> int:
@@ -90,6 +98,44 @@ def _cifar10(path=None):
 
 
 TEST_FRACTION = 0.2  # of your own file's examples when it has no test set
+TEXT_LENGTH = 35  # characters per language-model window (ENAS's Penn Treebank BPTT length)
+
+
+def text_splits(text: str, val_fraction: float = 0.1, length: int = TEXT_LENGTH,
+                name: str = "text", source: str = "text") -> Splits:
+    """A character-level language model's splits of `text`: windows of `length` one-hot
+    characters x (N, length, V), each step's target the next character y (N, length);
+    windows do not overlap. In order of the text: the first (1 − TEST_FRACTION) of the
+    windows train (its last `val_fraction` validate), the rest test — contiguous, as
+    language-model corpora are split, so no test text is seen in training."""
+    vocab = sorted(set(text))
+    if len(vocab) < 2:
+        raise ValueError(f"{source} has {len(vocab)} distinct character(s); a language "
+                         "model needs at least 2")
+    index = {c: i for i, c in enumerate(vocab)}
+    ids = np.fromiter((index[c] for c in text), np.int32, len(text))
+    n = (len(ids) - 1) // length
+    train = int(round(n * (1 - TEST_FRACTION)))
+    val = int(round(train * val_fraction))
+    if min(train - val, val, n - train) < 1:
+        raise ValueError(f"{source} has {len(ids)} characters ({n} windows of {length}): too "
+                         "few to give training, validation and test windows")
+    starts = np.arange(n) * length
+    x = np.eye(len(vocab), dtype=np.float32)[ids[starts[:, None] + np.arange(length)]]
+    y = ids[starts[:, None] + np.arange(1, length + 1)]
+    cut = [train - val, train]
+    return Splits(name, x[:cut[0]], y[:cut[0]], x[cut[0]:cut[1]], y[cut[0]:cut[1]],
+                  x[cut[1]:], y[cut[1]:], len(vocab))
+
+
+def _text(path: str | None, val_fraction: float) -> Splits:
+    path = _user_file(path, "text", (".txt",))
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"dataset file {path!r} is not UTF-8 text ({e})") from None
+    return text_splits(text, val_fraction, source=f"{path} (dataset 'text')")
 
 
 def _test_split(x, y, source: str, fraction: float = TEST_FRACTION):
@@ -207,7 +253,7 @@ _LOADERS = {
     "npz": lambda path, num_samples: _npz(path),
     "csv": lambda path, num_samples: _csv(path),
 }
-DATASETS = tuple(_LOADERS)
+DATASETS = (*_LOADERS, "text")
 
 
 def _stratified_split(y: np.ndarray, fraction: float, rng: np.random.Generator):
@@ -431,7 +477,8 @@ def as_splits(obj, seed: int = 0, val_fraction: float = 0.1, name: str | None = 
 def validate_splits(splits: Splits) -> Splits:
     """Checks Splits built by hand (e.g. passed to a search) before any training: float32
     x of shape [N, L, C] or [N, H, W, C] with one input shape, finite; int y in
-    0..num_classes-1, one per example; every class in the training split. Returns splits.
+    0..num_classes-1, one per example (or per step: [N, L]); every class in the training
+    split (per-example targets). Returns splits.
     Raises ValueError naming the array and what was expected."""
     source = f"splits {splits.name!r}"
     for part in ("train", "val", "test"):
@@ -447,16 +494,20 @@ def validate_splits(splits: Splits) -> Splits:
         if x.shape[1:] != splits.x_train.shape[1:]:
             raise ValueError(f"{xn} of {source} has examples of shape {list(x.shape[1:])}, "
                              f"x_train {list(splits.x_train.shape[1:])}; expected one input shape")
-        if not isinstance(y, np.ndarray) or y.ndim != 1 or y.dtype.kind not in "iu":
+        per_step = splits.sequence_targets and x.ndim == 3  # [N, L] targets of [N, L, C]
+        if (not isinstance(y, np.ndarray) or y.dtype.kind not in "iu"
+                or y.shape[1:] != ((x.shape[1],) if per_step else ())):
             raise ValueError(f"{yn} of {source} has shape {list(np.shape(y))} and dtype "
-                             f"{getattr(y, 'dtype', type(y))}; expected [N] integer class indices")
+                             f"{getattr(y, 'dtype', type(y))}; expected [N] integer class indices"
+                             " (or [N, L], one per step of x [N, L, C])")
         if len(x) == 0 or len(x) != len(y):
             raise ValueError(f"{source}: {xn} has {len(x)} examples and {yn} {len(y)} labels; "
                              "expected at least one example and one label per example")
         _check_finite(x, xn, source)
         _check_labels(y, splits.num_classes, yn, source)
-    _check_class_counts(splits.y_train, splits.num_classes, 1, "training every class",
-                        "y_train", source)
+    if not splits.sequence_targets:  # a language model's rarest characters may be test-only
+        _check_class_counts(splits.y_train, splits.num_classes, 1, "training every class",
+                            "y_train", source)
     return splits
 
 
@@ -472,16 +523,20 @@ def load(name: str = "mnist1d", seed: int = 0, val_fraction: float = 0.1,
         file: "npz" (arrays x_train, y_train, optionally x_test, y_test) or "csv" (numeric
         feature columns and a label column; 1-D sequences). Without a test set in the
         file, a stratified TEST_FRACTION of its examples (fixed seed) is the test set.
+        "text": a UTF-8 text file, split for a character-level language model
+        (text_splits: per-step targets, contiguous splits; --space=rnn_cell).
       seed: seeds the train/val split.
       val_fraction: in (0, 1).
       path: the file of "npz" and "csv"; for keras.datasets datasets, a local .npz
         instead of the download.
       num_samples: for mnist1d, the number of generated samples (train + test; default 5000).
     """
-    if name not in _LOADERS:
+    if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    if name == "text":
+        return _text(path, val_fraction)
     x_tr, y_tr, x_te, y_te = _LOADERS[name](path, num_samples)
     source = f"{path} (dataset {name!r})" if path else f"dataset {name!r}"
     return from_arrays(x_tr, y_tr, x_te, y_te, name=name, seed=seed,

@@ -29,33 +29,39 @@ def space_of(text: str, space: str = "macro"):
 
 
 def build_supernet(space_name: str, space, input_shape, num_classes: int, width: int,
-                   num_cells: int = 1):
-    """The supernet of a space (its weights are what a search shares)."""
+                   num_cells: int = 1, sequence_output: bool = False):
+    """The supernet of a space (its weights are what a search shares); sequence_output:
+    logits at every step (per-step targets, e.g. a language model: rnn_cell only)."""
+    if sequence_output and space_name != "rnn_cell":
+        raise ValueError(f"per-step targets (a language model) need space 'rnn_cell'; space "
+                         f"{space_name!r} gives one prediction per example")
     if space_name == "micro":
         from tf_enas.supernet.micro import MicroSupernet
         return MicroSupernet(space, input_shape, num_classes, width=width, num_cells=num_cells)
     if space_name == "rnn_cell":
         from tf_enas.supernet.rnn_cell import RNNSupernet
-        return RNNSupernet(space, input_shape, num_classes, width=width)
+        return RNNSupernet(space, input_shape, num_classes, width=width,
+                           sequence_output=sequence_output)
     from tf_enas.supernet import Supernet
     return Supernet(space, input_shape, num_classes, width=width)
 
 
 def child_model(text: str, input_shape, num_classes: int, width: int, space: str = "macro",
-                num_cells: int = 1, dropout: float = 0.0, drop_path: float = 0.0) -> keras.Model:
+                num_cells: int = 1, dropout: float = 0.0, drop_path: float = 0.0,
+                sequence_output: bool = False) -> keras.Model:
     """A standalone Keras model of the child `text` with fresh weights (drop_path: micro
-    only, DropPath's final rate)."""
+    only, DropPath's final rate; sequence_output: see build_supernet)."""
     found, child = space_of(text, space)
-    if space == "macro":
+    if space == "macro" and not sequence_output:
         from tf_enas.supernet import build_child_model
         if found.num_layers == 0:
             raise ValueError(f"child {text!r}: needs at least one layer, like "
                              f"'conv3 | conv5+0'")
         return build_child_model(found, child, input_shape, num_classes, width, dropout)
-    return build_supernet(space, found, input_shape, num_classes, width, num_cells
-                          ).child_model(child, inherit_weights=False, width=width,
-                                        dropout=dropout,
-                                        **({"drop_path": drop_path} if drop_path else {}))
+    supernet = build_supernet(space, found, input_shape, num_classes, width, num_cells,
+                              sequence_output)
+    return supernet.child_model(child, inherit_weights=False, width=width, dropout=dropout,
+                                **({"drop_path": drop_path} if drop_path else {}))
 
 
 def from_result(result: dict) -> dict:

@@ -140,6 +140,7 @@ def retrain(search, derived: dict, history: list, stamp: dict) -> dict:
         "optimizer_hyperparameters": derived["searched_hyperparameters"],
         "val_accuracy": metrics["val_accuracy"],
         "test_accuracy": metrics["test_accuracy"],
+        **{k: metrics[k] for k in ("test_perplexity",) if k in metrics},
         "shared_weights_val_accuracy": derived["shared_weights_val_accuracy"],
         **{k: derived[k] for k in ("proxy_val_accuracies", "derive_params", "derive_draws")
            if k in derived},

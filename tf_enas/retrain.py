@@ -92,7 +92,8 @@ def train(model: keras.Model, splits: Splits, config: RetrainConfig,
           hyperparameters: dict | None = None, verbose: int = 0,
           callbacks=()) -> dict:
     """Trains `model` on splits' train set (and validation set, with include_val); returns
-    val accuracy (None with include_val: nothing held out), test accuracy and seconds."""
+    val accuracy (None with include_val: nothing held out), test accuracy and seconds;
+    with per-step targets also the test perplexity exp(mean cross-entropy per step)."""
     config.validate()
     l2 = (hyperparameters or {}).get("l2_per_layer")
     if l2:
@@ -113,5 +114,11 @@ def train(model: keras.Model, splits: Splits, config: RetrainConfig,
     val_acc = (None if config.include_val else
                float(model.evaluate(splits.x_val, splits.y_val, batch_size=512, verbose=0)[1]))
     _, test_acc = model.evaluate(splits.x_test, splits.y_test, batch_size=512, verbose=0)
-    return {"val_accuracy": val_acc, "test_accuracy": float(test_acc),
-            "train_seconds": seconds}
+    metrics = {"val_accuracy": val_acc, "test_accuracy": float(test_acc),
+               "train_seconds": seconds}
+    if splits.sequence_targets:  # the loss evaluate gives includes any L2 penalty
+        logits = model.predict(splits.x_test, batch_size=512, verbose=0)
+        metrics["test_perplexity"] = float(np.exp(np.mean(
+            keras.losses.sparse_categorical_crossentropy(splits.y_test, logits,
+                                                         from_logits=True))))
+    return metrics

@@ -122,7 +122,8 @@ class Search:
     def build_supernet(self):
         cfg = self.config
         return found_child.build_supernet(cfg.space, self.space, self.splits.input_shape,
-                                          self.splits.num_classes, cfg.width, cfg.num_cells)
+                                          self.splits.num_classes, cfg.width, cfg.num_cells,
+                                          self.splits.sequence_targets)
 
     def build_controller(self) -> Controller:
         cfg = self.config

@@ -5,7 +5,7 @@ the flag to fix.
 """
 from __future__ import annotations
 
-from absl import flags
+from absl import app, flags
 
 from tf_enas import data
 from tf_enas import distribute
@@ -21,15 +21,17 @@ FLAGS = flags.FLAGS
 
 def define_data_flags():
     flags.DEFINE_enum("dataset", "mnist1d", list(data.DATASETS), "Dataset to search/train "
-                      "on; npz and csv read your own file (--dataset_path).")
+                      "on; npz, csv and text read your own file (--dataset_path; text: a "
+                      "character-level language model, --space=rnn_cell).")
     flags.DEFINE_string("dataset_path", None,
                         "Your file for --dataset=npz (arrays x_train, y_train[, x_test, "
-                        "y_test]) or --dataset=csv (feature columns + a label column); for "
+                        "y_test]), --dataset=csv (feature columns + a label column) or "
+                        "--dataset=text (a UTF-8 text file); for "
                         "fashion_mnist/cifar10 a local .npz instead of the download.")
     flags.register_multi_flags_validator(
         ["dataset", "dataset_path"],
-        lambda f: f["dataset"] not in ("npz", "csv") or bool(f["dataset_path"]),
-        "--dataset=npz and --dataset=csv read your own file: pass --dataset_path=FILE")
+        lambda f: f["dataset"] not in ("npz", "csv", "text") or bool(f["dataset_path"]),
+        "--dataset=npz, csv and text read your own file: pass --dataset_path=FILE")
     flags.DEFINE_integer("num_samples", None, "mnist1d: number of generated samples.",
                          lower_bound=100)
     flags.DEFINE_float("val_fraction", 0.1, "Fraction of the training set held out for "
@@ -215,6 +217,13 @@ def _range(name):
         raise flags.ValidationError(f"--{name} must be two numbers low,high, got "
                                     f"{getattr(FLAGS, name)}")
     return values
+
+
+def check_targets(splits, space: str) -> None:
+    """Per-step targets (--dataset=text) need --space=rnn_cell: a clear error otherwise."""
+    if splits.sequence_targets and space != "rnn_cell":
+        raise app.UsageError(f"--dataset={splits.name} has a target per step (a language "
+                             f"model): pass --space=rnn_cell, not --space={space}")
 
 
 def retrain_config() -> RetrainConfig:

@@ -60,6 +60,7 @@ def main(argv):
                            path=config.dataset_path, num_samples=config.num_samples)
     except (ValueError, OSError) as e:
         raise app.UsageError(f"--dataset={config.dataset}: {e}") from None
+    common_flags.check_targets(splits, config.space)
     try:
         result = Search(config, FLAGS.output_dir, splits=splits, verbose=FLAGS.verbose,
                         overwrite=FLAGS.overwrite).run()

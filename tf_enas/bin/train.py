@@ -78,6 +78,7 @@ def main(argv):
         raise app.UsageError(f"bad flag value: {e}") from None
     splits = data.load(FLAGS.dataset, FLAGS.seed, FLAGS.val_fraction, path=FLAGS.dataset_path,
                        num_samples=FLAGS.num_samples)
+    common_flags.check_targets(splits, job["space"])
     import keras
     keras.utils.set_random_seed(FLAGS.seed)
     config = job["retrain"]
@@ -85,7 +86,8 @@ def main(argv):
         model = found_child.child_model(job["architecture"], splits.input_shape,
                                         splits.num_classes, config.width or job["width"],
                                         job["space"], config.num_cells or job["num_cells"],
-                                        config.dropout, config.drop_path)
+                                        config.dropout, config.drop_path,
+                                        splits.sequence_targets)
     except ValueError as e:
         raise app.UsageError(f"--child: {e}") from None
     hyperparameters = found.hyperparameters(child) | job["hyperparameters"]
