@@ -41,7 +41,7 @@ class Splits:
     @property
     def sequence_targets(self) -> bool:
         """One label per step (y: (N, length)), not per example."""
-        return self.y_train.ndim == 2
+        return np.ndim(self.y_train) == 2
 
     @property
     def spatial_rank(self) -> int:

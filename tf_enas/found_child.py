@@ -32,9 +32,7 @@ def build_supernet(space_name: str, space, input_shape, num_classes: int, width:
                    num_cells: int = 1, sequence_output: bool = False):
     """The supernet of a space (its weights are what a search shares); sequence_output:
     logits at every step (per-step targets, e.g. a language model: rnn_cell only)."""
-    if sequence_output and space_name != "rnn_cell":
-        raise ValueError(f"per-step targets (a language model) need space 'rnn_cell'; space "
-                         f"{space_name!r} gives one prediction per example")
+    _check_sequence_output(space_name, sequence_output)
     if space_name == "micro":
         from tf_enas.supernet.micro import MicroSupernet
         return MicroSupernet(space, input_shape, num_classes, width=width, num_cells=num_cells)
@@ -46,13 +44,20 @@ def build_supernet(space_name: str, space, input_shape, num_classes: int, width:
     return Supernet(space, input_shape, num_classes, width=width)
 
 
+def _check_sequence_output(space_name: str, sequence_output: bool) -> None:
+    if sequence_output and space_name != "rnn_cell":
+        raise ValueError(f"per-step targets (a language model) need space 'rnn_cell'; space "
+                         f"{space_name!r} gives one prediction per example")
+
+
 def child_model(text: str, input_shape, num_classes: int, width: int, space: str = "macro",
                 num_cells: int = 1, dropout: float = 0.0, drop_path: float = 0.0,
                 sequence_output: bool = False) -> keras.Model:
     """A standalone Keras model of the child `text` with fresh weights (drop_path: micro
     only, DropPath's final rate; sequence_output: see build_supernet)."""
     found, child = space_of(text, space)
-    if space == "macro" and not sequence_output:
+    _check_sequence_output(space, sequence_output)
+    if space == "macro":
         from tf_enas.supernet import build_child_model
         if found.num_layers == 0:
             raise ValueError(f"child {text!r}: needs at least one layer, like "
