@@ -120,7 +120,10 @@ class Policy(tf.Module):
     # --- the policy ---------------------------------------------------------------------
     def _lstm(self, x, state):
         h, c = state
-        i, f, g, o = tf.split(tf.concat([x, h], 1) @ self.lstm_kernel + self.lstm_bias, 4, 1)
+        # bias_add, not `+`: the broadcast add's gradient (a Sum over the batch) varied in
+        # its last bits from call to call on CPU for batches of 2-5 children
+        i, f, g, o = tf.split(tf.nn.bias_add(tf.concat([x, h], 1) @ self.lstm_kernel,
+                                             self.lstm_bias), 4, 1)
         c = tf.sigmoid(f + 1.0) * c + tf.sigmoid(i) * tf.tanh(g)
         h = tf.sigmoid(o) * tf.tanh(c)
         return h, (h, c)
