@@ -99,12 +99,16 @@ def test_every_method_is_reproducible_by_seed(nb201, method):
     assert other["regret_curve"] != a["regret_curve"]
 
 
-@pytest.mark.parametrize("options", [{}, {"candidates": 8}, {
-    "update": PolicyUpdate(rule="density_ratio", steps=3), "candidates": 24}])
-def test_policy_oracle_runs_the_same_search_as_the_controller(options):
-    # the same seed: the same trials, through keras-tuner or not (so each is reproducible)
+@pytest.mark.parametrize("direct_method, options", [
+    ("controller_density_ratio", {}), ("controller", {"update": PolicyUpdate()}),
+    ("controller", {"update": PolicyUpdate(), "candidates": 8}),
+    ("controller", {"update": PolicyUpdate(rule="density_ratio", steps=3, startup=4),
+                    "candidates": 24})])
+def test_policy_oracle_runs_the_same_search_as_the_controller(direct_method, options):
+    # the same seed: the same trials, through keras-tuner or not (so each is reproducible);
+    # PolicyOracle's defaults are the controller_density_ratio method's
     t = Table("hpolib/slice_localization")
-    direct = tabular_methods.run(t, "controller", 2, 16, **options)
+    direct = tabular_methods.run(t, direct_method, 2, 16, **options)
     oracle = tabular_methods.run(t, "policy_oracle", 2, 16, **options)
     assert direct["evaluations"] == oracle["evaluations"] == 16
     assert direct["regret_curve"] == oracle["regret_curve"]

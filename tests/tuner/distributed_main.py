@@ -21,6 +21,7 @@ def main(directory, max_trials, workers=2):
             "trials": {t.trial_id: {"status": t.status, "values": t.hyperparameters.values}
                        for t in oracle.trials.values()},
             "num_updates": int(oracle.controller.num_updates.numpy()),
+            "steps_per_trial": oracle.update.steps,
             "rewards": oracle.rewards,
         }
         with open(os.path.join(directory, "chief_summary.json"), "w") as f:

@@ -54,4 +54,5 @@ def test_chief_and_two_workers(tmp_path):
         chief = summary["trials"][trial_id]
         assert chief["status"] == "COMPLETED"
         assert values == chief["values"]  # the worker ran what the oracle decided
-    assert summary["num_updates"] == TRIALS and len(summary["rewards"]) == TRIALS
+    assert summary["num_updates"] == TRIALS * summary["steps_per_trial"]
+    assert len(summary["rewards"]) == TRIALS

@@ -109,8 +109,11 @@ def test_every_type_sampled_within_bounds_step_and_as_plain_values():
     assert "fixed" not in [d.name for d in oracle.mapping().decisions]
 
 
-def test_conditional_scopes_only_active_values_and_masked_update(tmp_path):
-    oracle = PolicyOracle(objective=kt.Objective("score", "max"), max_trials=16, seed=5)
+@pytest.mark.parametrize("options", [{}, {"update": PolicyUpdate()}],
+                         ids=["density_ratio", "reinforce"])
+def test_conditional_scopes_only_active_values_and_masked_update(tmp_path, options):
+    oracle = PolicyOracle(objective=kt.Objective("score", "max"), max_trials=16, seed=5,
+                          **options)
     tuner = _tuner(tmp_path, oracle, toy.conditional_space, toy.conditional_score)
     tuner.search(verbose=0)
     models = set()
@@ -123,12 +126,15 @@ def test_conditional_scopes_only_active_values_and_masked_update(tmp_path):
         assert set(oracle._actions[tid]) == {keys[n] for n in expected}
         models.add(v["model"])
     assert models == {"mlp", "cnn"}
-    assert len(oracle.rewards) == 16 and int(oracle.controller.num_updates.numpy()) == 16
+    steps = oracle.update.steps  # controller steps per scored trial
+    assert len(oracle.rewards) == 16
+    assert int(oracle.controller.num_updates.numpy()) == 16 * steps
 
-    # The first REINFORCE step of an "mlp" trial leaves the heads of the cnn-only
-    # decisions untouched (masked: no log-prob, no entropy) and moves the active ones.
+    # The first update on an "mlp" trial leaves the heads of the cnn-only decisions
+    # untouched (masked: no log-prob, no entropy) and moves the active ones.
     fresh = PolicyOracle(objective=kt.Objective("score", "max"), max_trials=60, seed=5,
-                         hyperparameters=oracle.get_space(), max_consecutive_failed_trials=99)
+                         hyperparameters=oracle.get_space(), max_consecutive_failed_trials=99,
+                         **options)
     fresh._set_project_dir(str(tmp_path), "fresh")
     for i in range(50):
         trial = fresh.create_trial(f"t{i}")
@@ -142,7 +148,7 @@ def test_conditional_scopes_only_active_values_and_masked_update(tmp_path):
     trial.status = Status.COMPLETED
     fresh.end_trial(trial)
     after = _controller_arrays(fresh)
-    assert int(fresh.controller.num_updates.numpy()) == 1
+    assert int(fresh.controller.num_updates.numpy()) == steps
     for name in ("kernel", "pool", "pool_size"):
         np.testing.assert_array_equal(before["w:" + keys[name]], after["w:" + keys[name]])
     for name in ("model", "units", "lr"):
@@ -200,8 +206,8 @@ def test_failed_trials_get_the_worst_reward_and_never_stop_the_search(tmp_path):
         else:  # crashed (a) or NaN score (c): FAILED, worst reward seen so far
             assert oracle.trials[tid].status == Status.FAILED
             assert r["failed"] and r["reward"] == (min(scored) if scored else None)
-    n_steps = sum(r["reward"] is not None for r in oracle.rewards.values())
-    assert int(oracle.controller.num_updates.numpy()) == n_steps
+    n_scored = sum(r["reward"] is not None for r in oracle.rewards.values())
+    assert int(oracle.controller.num_updates.numpy()) == n_scored * oracle.update.steps
 
     # A trial ended as COMPLETED without any metric: keras-tuner's base Oracle raises
     # here; this one marks it invalid (→ FAILED) and gives it the worst reward.
@@ -220,13 +226,15 @@ def test_space_that_grows_rebuilds_the_controller_keeping_what_it_can(tmp_path):
 
     score = lambda v: sum(v.get(f"c{i}") == "z" for i in range(v["n"])) + 0.1 * v["n"]
     oracle = PolicyOracle(objective=kt.Objective("score", "max"), max_trials=14, seed=4)
+    assert oracle.update.rule == "density_ratio"  # the default
     tuner = _tuner(tmp_path, oracle, grows, score)
     assert [d.name for d in oracle.mapping().decisions] == ["n", "c0"]
     tuner.search(verbose=0)
     decisions = oracle.mapping().decisions
     assert [d.name for d in decisions] == ["n", "c0", "c1", "c2"]
     assert oracle.rebuilds >= 1
-    assert int(oracle.controller.num_updates.numpy()) == 14  # every trial, old layout or new
+    # every trial, old layout or new
+    assert int(oracle.controller.num_updates.numpy()) == 14 * oracle.update.steps
     assert any(decisions[3].key in oracle._actions[t] for t in oracle.start_order)
 
     # One more hyperparameter: everything known survives the rebuild, bit for bit.
@@ -238,10 +246,11 @@ def test_space_that_grows_rebuilds_the_controller_keeping_what_it_can(tmp_path):
     again._ensure_controller(again.mapping().layout)
     after = again._export()
     new_key = again.mapping().decisions[4].key
-    new = {f"w:{new_key}", f"emb:{new_key}"}
+    networks = ["", "contrast/"]  # the density-ratio rule's l and g each get new heads
+    new = {f"{net}{v}:{new_key}" for net in networks for v in ("w", "emb")}
     assert set(after["variables"]) - set(before["variables"]) == new
     assert {k.rsplit("_", 2)[0] for k in set(after["optimizer"]) - set(before["optimizer"])} \
-        == new  # their Adam moments
+        == {k.replace("/", "_") for k in new}  # their Adam moments (Keras's slot names)
     for table in ("variables", "optimizer"):  # weights, Adam state, baseline, counts
         for k, a in before[table].items():
             np.testing.assert_array_equal(a, after[table][k], err_msg=k)

@@ -124,9 +124,9 @@ def _assert_every_trial_accounted_for(summary, runs):
             assert reward["reward"] == pytest.approx(toy.conditional_score(values))
         else:
             assert trial_id not in runs and reward["failed"]
-    # one REINFORCE step per scored trial (PolicyUpdate steps=1)
-    assert summary["num_updates"] == sum(r["reward"] is not None
-                                         for r in summary["rewards"].values())
+    # the controller's steps on every scored trial, once
+    assert summary["num_updates"] == summary["steps_per_trial"] * sum(
+        r["reward"] is not None for r in summary["rewards"].values())
 
 
 def test_killed_worker_restarted_under_its_id_reruns_its_trial(tmp_path):
@@ -134,7 +134,7 @@ def test_killed_worker_restarted_under_its_id_reruns_its_trial(tmp_path):
         tmp_path, timeout_s=300, restart=True)
     _assert_every_trial_accounted_for(summary, runs)
     assert all(t["status"] == "COMPLETED" for t in summary["trials"].values())
-    assert summary["num_updates"] == TRIALS
+    assert summary["num_updates"] == TRIALS * summary["steps_per_trial"]
     # the restarted tuner0 (another process) ran the trial it held, as its first run
     (tuner_id, pid, _), = runs[victim_trial]
     assert tuner_id == "tuner0" and pid != killed_pid
@@ -147,7 +147,7 @@ def test_killed_worker_that_never_returns_loses_its_trial_to_a_retry(tmp_path):
                                                              restart=False)
     _assert_every_trial_accounted_for(summary, runs)
     assert all(t["status"] == "COMPLETED" for t in summary["trials"].values())
-    assert summary["num_updates"] == TRIALS
+    assert summary["num_updates"] == TRIALS * summary["steps_per_trial"]
     # declared lost after 8 s of silence, then re-run once, by tuner1
     (tuner_id, _, _), = runs[victim_trial]
     assert tuner_id == "tuner1"
@@ -192,8 +192,11 @@ def _json(state):
     return json.dumps(dict(state, tried_so_far=sorted(state["tried_so_far"])), sort_keys=True)
 
 
-def _num_updates(oracle):
-    return int(oracle.controller.num_updates.numpy())
+def _trials_learned(oracle):
+    """Trials the controller learned from (each is `update.steps` controller steps)."""
+    steps, per_trial = int(oracle.controller.num_updates.numpy()), oracle.update.steps
+    assert steps % per_trial == 0
+    return steps // per_trial
 
 
 def test_lost_trial_without_retries_fails_once_and_late_reports_are_ignored(tmp_path):
@@ -212,7 +215,7 @@ def test_lost_trial_without_retries_fails_once_and_late_reports_are_ignored(tmp_
                                    "silent_s": 11.0, "outcome": "FAILED"}]
     assert "a" not in oracle.tuner_ids and "a" not in oracle.ongoing_trials
     assert oracle.rewards[lost.trial_id] == {"reward": 1.0, "failed": True}  # worst so far
-    assert _num_updates(oracle) == 2
+    assert _trials_learned(oracle) == 2
     state = _json(oracle.get_state())
 
     # the presumed-dead worker reports after all: nothing changes
@@ -221,7 +224,7 @@ def test_lost_trial_without_retries_fails_once_and_late_reports_are_ignored(tmp_
     late.status = Status.COMPLETED
     oracle.end_trial(late)
     assert own.status == Status.FAILED and not own.metrics.exists("score")
-    assert oracle.end_order.count(lost.trial_id) == 1 and _num_updates(oracle) == 2
+    assert oracle.end_order.count(lost.trial_id) == 1 and _trials_learned(oracle) == 2
     assert _json(oracle.get_state()) == state
 
     # the state (with lost_trials) reloads exactly
@@ -252,7 +255,7 @@ def test_lost_trial_is_retried_once_the_first_end_wins_and_idle_workers_wait(tmp
     own = oracle.trials[lost.trial_id]
     assert own.status == Status.COMPLETED and own.score == 5.0
     assert oracle.rewards[lost.trial_id] == {"reward": 5.0, "failed": False}
-    assert oracle.end_order == [kept.trial_id, lost.trial_id] and _num_updates(oracle) == 2
+    assert oracle.end_order == [kept.trial_id, lost.trial_id] and _trials_learned(oracle) == 2
     assert oracle._run_times[lost.trial_id] == 2 and oracle.ongoing_trials == {}
     assert oracle.create_trial("b").status == Status.STOPPED and not oracle.tuner_ids
 

@@ -49,6 +49,7 @@ def main(directory, max_trials, timeout_s, retries, workers=2):
             "end_order": list(oracle.end_order),
             "lost_trials": oracle.lost_trials,
             "num_updates": int(oracle.controller.num_updates.numpy()),
+            "steps_per_trial": oracle.update.steps,
             "rewards": oracle.rewards,
         }
         with open(os.path.join(directory, "chief_summary.json"), "w") as f:

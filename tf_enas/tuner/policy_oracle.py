@@ -3,17 +3,17 @@
 Switch any keras-tuner search to it with one line, `oracle=PolicyOracle(...)`:
 
 * `populate_space` maps the HyperParameters space to categorical decisions
-  (hyperparameter_mapping.py), samples one child from the controller π_φ and returns the
-  active values as plain Python values. In a conditional space the decisions are taken in
+  (hyperparameter_mapping.py), draws a child from the controller π_φ (the best of
+  `candidates` draws) and returns the active values as plain Python values. In a conditional space the decisions are taken in
   order and an inactive one is not decided (index 0, see below), so that
   log π_φ(trial) = Σ_{active k} log π_φ(a_k | a_<k) is the exact log-probability of the
   values the trial runs.
-* `end_trial` takes REINFORCE steps on that trial (see `update`), with R = score for a "max"
-  objective and R = −score for a "min" one (multi-objective scores are keras-tuner's
-  "min" sum); inactive decisions are masked. A failed or invalid trial, or one that
-  reported no objective, gets the worst reward seen so far (no step before any trial
-  scored) and never crashes the oracle (keras-tuner's max_consecutive_failed_trials still
-  ends a search that only fails).
+* `end_trial` updates the controller on the scored trials (see `update`), with R = score
+  for a "max" objective and R = −score for a "min" one (multi-objective scores are
+  keras-tuner's "min" sum); inactive decisions are masked. A failed or invalid trial, or
+  one that reported no objective, gets the worst reward seen so far (no step before any
+  trial scored) and never crashes the oracle (keras-tuner's max_consecutive_failed_trials
+  still ends a search that only fails).
 * The space may grow during the search (keras-tuner discovers hyperparameters lazily): the
   next trial rebuilds the controller for the new decision list and keeps the LSTM, every
   known decision's head and embedding (matched by name and conditions), their Adam
@@ -24,28 +24,32 @@ Switch any keras-tuner search to it with one line, `oracle=PolicyOracle(...)`:
   values a trial already ran is drawn again, up to 20 times from the policy, then up to
   20 times uniformly; when all collide the space counts as exhausted and the search
   stops. A space with nothing to tune runs its defaults once.
-* `candidates` (default 1, a plain draw): each trial runs, of that many draws from π_φ,
-  the new one with the highest proposal score (`best_new_draw`: log π_φ under REINFORCE,
-  a greedier proposal; TPE's log l − log g under the density-ratio rule, whose candidates
-  also hold as many local moves of good trials). With REINFORCE
-  it helps on some tables and hurts on others, and from 8 draws on a 3-armed bandit
-  ends undecided between its two best arms, both logits at the tanh cap (BENCHMARKS.md,
-  tabular section).
-* `update` (a PolicyUpdate) says how the controller learns. The default, one REINFORCE
-  step on the "top" utilities (CMA-ES weights of the better half) of every trial so far,
-  was chosen on NAS-Bench-201 cifar10 and HPOLib slice_localization (BENCHMARKS.md,
-  tabular section): it reached less than half the regret of plain REINFORCE (one
-  raw-reward step per trial) there. `PolicyUpdate(rule="density_ratio", steps=10,
-  startup=10)` with `candidates=24` fits the policy as TPE fits its densities
-  (DensityRatioController) and proposes by TPE's ratio; measured against the default in
-  BENCHMARKS.md (tabular section).
+* `update` (a PolicyUpdate) says how the controller learns. The default
+  (`default_update()`): after 10 uniform start-up trials, the policy is fitted as TPE fits
+  its densities — l to the best trials, a second network g to the rest, ten Adam steps
+  per trial (DensityRatioController) — and each trial runs the best of 24 draws from l and
+  24 local moves of good trials by TPE's ratio log l − log g. On the tables it was chosen
+  on (NAS-Bench-201 cifar10, HPOLib slice_localization; 20 seeds, 200 evaluations) it
+  reached 0.065 and 8.7e-6 mean regret against Optuna TPE's 0.076 and 2.7e-5 and
+  REINFORCE's 0.33 and 1.9e-4 (BENCHMARKS.md, tabular section); it costs about 20–60 ms
+  of controller time per trial on 2 cores (REINFORCE: 6–16). `PolicyUpdate()` is the
+  REINFORCE rule: one step on the "top" utilities (CMA-ES weights of the better half)
+  of every trial so far, less than half the regret of plain REINFORCE (one raw-reward
+  step per trial, `PolicyUpdate("raw", replay=False)`) on those tables.
+* `candidates` (default by rule, `default_candidates`: 24 for the density ratio, 1 — a
+  plain draw — for REINFORCE): each trial runs, of that many draws from π_φ, the new one
+  with the highest proposal score (`best_new_draw`: TPE's log l − log g under the
+  density-ratio rule, whose candidates also hold as many local moves of good trials;
+  log π_φ under REINFORCE, a greedier proposal). With REINFORCE more draws help on some
+  tables and hurt on others, and from 8 draws on a 3-armed bandit end undecided between
+  its two best arms, both logits at the tanh cap (BENCHMARKS.md, tabular section).
 
 `get_state` holds, JSON-safe, the controller's layout and its Controller.get_state()
 (weights, Adam state, baseline, update count, RNG state; each decision's head and
 embedding named by the decision's key), and each trial's sampled indices and reward
 (keyed by trial id). A reload restores it bit for bit, so `overwrite=False` resumes the
 same stream of trials (later weights equal an uninterrupted run's up to the float
-summation order of TensorFlow's traced gradients). The REINFORCE update never reads the
+summation order of TensorFlow's traced gradients). The controller update never reads the
 trial's values back from keras-tuner (which, after the gRPC round trip, reorders the
 space and keeps stale values of inactive children): it uses the stored indices.
 
@@ -67,7 +71,19 @@ from tf_enas.tuner.hyperparameter_mapping import HyperParameterMapping, search_s
 from tf_enas.tuner.worker_faults import DEFAULT_TRIAL_TIMEOUT_S, WorkerFaults
 
 TrialStatus = kt.engine.trial.TrialStatus
-DEFAULT_CANDIDATES = 1
+
+
+def default_update() -> "PolicyUpdate":
+    """PolicyOracle's default: TPE's rule with the policy network as its density, ten
+    fitting steps per trial after TPE's ten uniform start-up trials (chosen on
+    nasbench201/cifar10 and hpolib/slice_localization, BENCHMARKS.md tabular section)."""
+    return PolicyUpdate(rule="density_ratio", steps=10, startup=10)
+
+
+def default_candidates(rule: str) -> int:
+    """Draws per proposal: 24 under the density-ratio rule (TPE's n_ei_candidates, plus as
+    many local moves), 1 (a plain draw) under REINFORCE (BENCHMARKS.md, tabular section)."""
+    return 24 if rule == "density_ratio" else 1
 
 
 def default_controller_config(rule: str = "reinforce"):
@@ -88,8 +104,9 @@ def default_controller_config(rule: str = "reinforce"):
 
 @dataclasses.dataclass
 class PolicyUpdate:
-    """How the controller learns from scored trials; PolicyUpdate("raw", replay=False) is
-    plain REINFORCE, one step per trial.
+    """How the controller learns from scored trials. PolicyUpdate() is the REINFORCE rule
+    on the "top" utilities; PolicyUpdate("raw", replay=False) plain REINFORCE, one step per
+    trial; PolicyOracle's default is `default_update()` (the density-ratio rule).
 
     rule: "reinforce" — REINFORCE steps of the policy (Controller.update) on the utilities
       of `reward`; "density_ratio" — TPE's rule with the policy network as the density
@@ -104,7 +121,8 @@ class PolicyUpdate:
       (0 for the rest), centered and scaled to a maximum of 1.
     replay: every step on all scored trials so far (each with its own mask), else on the
       newly scored trial only. "rank" and "top" need replay (one trial has no rank).
-    steps: REINFORCE steps each time a trial is scored.
+    steps: controller steps each time a trial is scored (REINFORCE steps, or Adam steps
+      of the density-ratio fits).
     """
 
     reward: str = "top"
@@ -254,11 +272,11 @@ class PolicyOracle(WorkerFaults, kt.Oracle):
         `default_controller_config(update.rule)`).
       grid_size: quantiles for an Int/Float without step.
       max_categories: the longest step grid used as is.
-      update: a PolicyUpdate (default: one REINFORCE step on the "top" utilities of all
-        trials; rule="density_ratio" for TPE's rule, see the module docstring).
-      candidates: draws from the policy per trial; the trial runs the new one with the
-        highest proposal score (log π; log l − log g for the density ratio; see
-        `best_new_draw`); 1 runs a plain draw.
+      update: a PolicyUpdate (default `default_update()`: TPE's rule with the policy
+        network as its density; `PolicyUpdate()` for REINFORCE; see the module docstring).
+      candidates: draws from the policy per trial (default `default_candidates(rule)`);
+        the trial runs the new one with the highest proposal score (log l − log g for the
+        density ratio, log π for REINFORCE; see `best_new_draw`); 1 runs a plain draw.
       trial_timeout_s: in a distributed search, seconds without a call from a worker after
         which its trial counts as lost (re-queued while max_retries_per_trial allows, else
         FAILED); it must exceed the longest trial (workers do not call the chief while a
@@ -269,7 +287,7 @@ class PolicyOracle(WorkerFaults, kt.Oracle):
     def __init__(self, objective=None, max_trials=10, seed=None, hyperparameters=None,
                  allow_new_entries=True, tune_new_entries=True, max_retries_per_trial=0,
                  max_consecutive_failed_trials=3, controller_config=None, grid_size=10,
-                 max_categories=64, update=None, candidates=DEFAULT_CANDIDATES,
+                 max_categories=64, update=None, candidates=None,
                  trial_timeout_s=DEFAULT_TRIAL_TIMEOUT_S):
         super().__init__(objective=objective, max_trials=max_trials,
                          hyperparameters=hyperparameters, allow_new_entries=allow_new_entries,
@@ -280,11 +298,13 @@ class PolicyOracle(WorkerFaults, kt.Oracle):
         if grid_size < 2 or max_categories < 2:
             raise ValueError(f"grid_size and max_categories must be >= 2, got {grid_size}, "
                              f"{max_categories}")
+        self.update = (update or default_update()).validate()
+        if candidates is None:
+            candidates = default_candidates(self.update.rule)
         if not isinstance(candidates, int) or candidates < 1:
             raise ValueError(f"candidates must be an int >= 1, got {candidates!r}")
         self.candidates = candidates
         self._controller_config = controller_config
-        self.update = (update or PolicyUpdate()).validate()
         self.grid_size, self.max_categories = int(grid_size), int(max_categories)
         self._controller = None  # built lazily (TensorFlow), see _ensure_controller
         self._layout = None      # [[key, values], ...] of the controller's decisions
@@ -292,7 +312,7 @@ class PolicyOracle(WorkerFaults, kt.Oracle):
         self._actions = {}       # trial_id → {decision key: index} (active decisions)
         self._rewards = {}       # trial_id → {"reward": float | None, "failed": bool}
         self.rebuilds = 0        # controller rebuilds after the space grew
-        self.last_update = {}    # logs of the last REINFORCE step
+        self.last_update = {}    # logs of the last controller update
         self._encoded = None     # (version, encoded controller state) cache of get_state
 
     # --- the controller -------------------------------------------------------------------
@@ -353,11 +373,14 @@ class PolicyOracle(WorkerFaults, kt.Oracle):
     @staticmethod
     def _rename(state: dict, names: dict) -> dict:
         """Controller.get_state() with its variable names, and the optimizer slots named
-        after them ("<variable>_<suffix>"), mapped through `names`."""
+        after them ("<variable>_<suffix>", with Keras's "_" for the "/" of a scope such as
+        the density ratio's "contrast/"), mapped through `names`."""
+        keras_form = lambda n: n.replace("/", "_")
+
         def slot(name):
-            owners = [n for n in names if name.startswith(n + "_")]
+            owners = [n for n in names if name.startswith(keras_form(n) + "_")]
             n = max(owners, key=len, default=None)
-            return name if n is None else names[n] + name[len(n):]
+            return name if n is None else keras_form(names[n]) + name[len(n):]
 
         return {"variables": {names.get(k, k): v for k, v in state["variables"].items()},
                 "optimizer": {slot(k): v for k, v in state["optimizer"].items()},
@@ -442,8 +465,8 @@ class PolicyOracle(WorkerFaults, kt.Oracle):
 
     @kt.synchronized
     def end_trial(self, trial):
-        """Ends the trial (keras-tuner's logistics), then one REINFORCE step on it once it
-        is final (not sent for a retry)."""
+        """Ends the trial (keras-tuner's logistics), then the controller's update
+        (`update`) once it is final (not sent for a retry)."""
         own = self.trials.get(trial.trial_id)
         if (trial.status == TrialStatus.COMPLETED and own is not None
                 and not self._has_objective(own)):

@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from tf_enas.space import SearchSpace
 from tf_enas.supernet import Supernet
-from tf_enas.tuner.policy_oracle import PolicyOracle
+from tf_enas.tuner.policy_oracle import PolicyOracle, PolicyUpdate
 
 
 class _SpaceHyperModel(kt.HyperModel):
@@ -49,7 +49,10 @@ class SupernetTuner(kt.engine.base_tuner.BaseTuner):
     Args:
       space: the tf_enas SearchSpace (architecture decisions and optimizer choices).
       input_shape: per-example input shape; num_classes: output classes.
-      oracle: any keras-tuner Oracle (default: a PolicyOracle on `objective`).
+      oracle: any keras-tuner Oracle (default: a PolicyOracle on `objective` that learns
+        by REINFORCE, `PolicyUpdate()`, as ENAS does: the scores come from shared weights
+        that change during the search; PolicyOracle's default density-ratio rule was
+        chosen on fixed lookup tables and is not measured here).
       objective, max_trials, seed: for the default oracle ("val_accuracy" is maximized;
         "val_loss" is also reported).
       width: channels of the supernet. steps_per_trial, batch_size: shared-weight training
@@ -85,7 +88,8 @@ class SupernetTuner(kt.engine.base_tuner.BaseTuner):
                                               steps=self.steps)
         self._lr_index = space.choice_index.get("learning_rate")
         if oracle is None:
-            oracle = PolicyOracle(objective=objective, max_trials=max_trials, seed=seed + 1)
+            oracle = PolicyOracle(objective=objective, max_trials=max_trials, seed=seed + 1,
+                                  update=PolicyUpdate())
         super().__init__(oracle, _SpaceHyperModel(space), **kwargs)
 
     # --- shared-weight training ---------------------------------------------------------
