@@ -20,8 +20,9 @@ as PolicyOracle does: a policy step after each evaluation, no repeated configura
 `density_ratio_options()`: TPE's rule with the policy network as its density,
 DensityRatioController), "policy_oracle" (PolicyOracle in a keras-tuner BaseTuner, with
 its defaults: the same trials as "controller_density_ratio" for the same seed; given
-options, the same trials as "controller" given them), keras-tuner's "kt_random" and "kt_bayesian"
-oracles (keras-tuner and the controllers get seed + 1: keras-tuner takes 0 as "random"),
+options, the same trials as "controller" given them), keras-tuner's "kt_random" and
+"kt_bayesian" oracles (keras-tuner and the controllers get seed + 1: keras-tuner takes 0
+as "random"),
 Optuna's "optuna_tpe" and "optuna_random" samplers (string grids as categorical, numeric
 grids as the integer index of the value, so TPE sees their order).
 """

@@ -4,8 +4,9 @@ Switch any keras-tuner search to it with one line, `oracle=PolicyOracle(...)`:
 
 * `populate_space` maps the HyperParameters space to categorical decisions
   (hyperparameter_mapping.py), draws a child from the controller π_φ (the best of
-  `candidates` draws) and returns the active values as plain Python values. In a conditional space the decisions are taken in
-  order and an inactive one is not decided (index 0, see below), so that
+  `candidates` draws) and returns the active values as plain Python values. In a
+  conditional space the decisions are taken in order and an inactive one is not decided
+  (index 0, see below), so that
   log π_φ(trial) = Σ_{active k} log π_φ(a_k | a_<k) is the exact log-probability of the
   values the trial runs.
 * `end_trial` updates the controller on the scored trials (see `update`), with R = score
