@@ -480,7 +480,7 @@ class PolicyOracle(WorkerFaults, kt.Oracle):
             own = self.trials.get(trial.trial_id)
             if (own is not None and trial.trial_id in self.end_order
                     and trial.trial_id not in self._rewards):
-                self._reinforce(own)
+                self._learn_from(own)
                 self.save()
 
     def reward(self, trial) -> float | None:
@@ -490,7 +490,9 @@ class PolicyOracle(WorkerFaults, kt.Oracle):
             return None
         return float(score) if self.objective.direction == "max" else -float(score)
 
-    def _reinforce(self, trial):
+    def _learn_from(self, trial):
+        """Records the ended trial's reward (a failed one: the worst so far) and runs
+        `policy_step` (update.rule) on the scored trials."""
         reward = self.reward(trial)
         failed = reward is None
         if failed:
