@@ -2,6 +2,7 @@
 frequencies counted from the trials, and the proposal score by enumeration."""
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tf_enas.controller import ControllerConfig
 from tf_enas.density_ratio_controller import DensityRatioController, good_trials
@@ -122,3 +123,34 @@ def test_a_fit_from_the_same_state_gives_the_same_bits():
         ctrl.update_steps(children, np.array([1.0, 0.0]), steps=3)
         results.add(b"".join(v.numpy().tobytes() for v in ctrl.trainable_variables))
     assert len(results) == 1
+
+
+def test_fit_batch_loss_is_an_unbiased_estimate_of_the_full_fit_loss():
+    """With fit_batch = k each fitting loss is over a fresh random k of the trials: its
+    mean over many draws is the loss over all of them (within 4 standard errors), and its
+    spread is that of a k-subset mean, not 0 (one fixed subset) or the full set's."""
+    rng = np.random.default_rng(4)
+    trials = rng.integers(0, 3, (40, 2)).astype(np.int32)
+    mask = np.ones(trials.shape, np.float32)
+    c = DensityRatioController(SPACE, ControllerConfig(lstm_size=8, tanh_constant=None),
+                               seed=5, fit_batch=8)
+    subset_loss = tf.function(lambda: c._fit_loss(c.contrast, trials, mask))
+    draws = np.array([float(subset_loss()) for _ in range(3000)])
+    c.fit_batch = None
+    full = float(c._fit_loss(c.contrast, trials, mask))
+    per_trial = np.array([float(c._fit_loss(c.contrast, trials[i:i + 1], mask[:1]))
+                          for i in range(len(trials))])
+    # a k-subset mean drawn without replacement: variance σ²/k·(n − k)/(n − 1)
+    expected_std = per_trial.std() * np.sqrt((40 - 8) / (8 * 39))
+    assert abs(draws.mean() - full) < 4 * draws.std() / np.sqrt(len(draws))
+    np.testing.assert_allclose(draws.std(), expected_std, rtol=0.1)
+
+
+def test_fit_batch_must_be_a_positive_int_of_the_density_ratio_rule():
+    from tf_enas.tuner.policy_oracle import PolicyUpdate
+
+    assert PolicyUpdate(rule="density_ratio", fit_batch=4).controller(
+        SPACE, None, 0).fit_batch == 4
+    for bad in (dict(rule="density_ratio", fit_batch=0), dict(fit_batch=8)):
+        with pytest.raises(ValueError, match="fit_batch"):
+            PolicyUpdate(**bad).validate()

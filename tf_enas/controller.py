@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_enas import fused_adam
 from tf_enas.policy import ControllerConfig, Policy, PolicyWalk
 from tf_enas.space import SearchSpace
 
@@ -148,12 +149,13 @@ class Controller(Policy):
         return self.log_prob(children, mask=mask)
 
     def apply_gradients(self, grads):
-        """Adam step on the controller's variables (with optional global-norm clipping)."""
+        """Adam step on the controller's variables (with optional global-norm clipping; one
+        fused kernel per variable, fused_adam)."""
         grads = _dense(grads, self.trainable_variables)
         norm = tf.linalg.global_norm(grads)
         if self.config.grad_clip_norm:
             grads, _ = tf.clip_by_global_norm(grads, self.config.grad_clip_norm, norm)
-        self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+        fused_adam.apply_gradients(self.optimizer, grads, self.trainable_variables)
         self.num_updates.assign_add(1)
         return {"controller/grad_norm": norm}
 

@@ -11,12 +11,14 @@ to the good trials and a second policy g (same architecture, its own variables, 
     loss = −mean_good [log l(x) + β_ent·H_l(x)] − mean_bad [log g(x) + β_ent·H_g(x)]
 
 with H(x) the entropies of the decisions along x's walk (one Adam step per `update`,
-both networks at once; inactive decisions masked). A proposal maximizes TPE's
-criterion log l(x) − log g(x) (`proposal_score`) over draws from l (PolicyOracle's
-`candidates`) and as many local moves of good trials (`candidate_rows`: a good trial
-with each decision redrawn uniformly with probability MOVE_PROB, the kind of proposal
-TPE's multivariate kernels make). No REINFORCE term is used: the rewards only decide
-which trials are good.
+both networks at once; inactive decisions masked; with `fit_batch`, each step's means
+run over a fresh uniform subset of at most fit_batch trials of each set, an unbiased
+estimate of the full loss whose cost does not grow with the number of trials). A
+proposal maximizes TPE's criterion log l(x) − log g(x) (`proposal_score`) over draws
+from l (PolicyOracle's `candidates`) and as many local moves of good trials
+(`candidate_rows`: a good trial with each decision redrawn uniformly with probability
+MOVE_PROB, the kind of proposal TPE's multivariate kernels make). No REINFORCE term is
+used: the rewards only decide which trials are good.
 """
 from __future__ import annotations
 
@@ -42,7 +44,15 @@ def good_trials(rewards) -> np.ndarray:
 
 class DensityRatioController(Controller):
     """A Controller whose `update` fits l (itself) to the good trials and g (`contrast`)
-    to the rest, and whose `proposal_score` is log l − log g (module docstring)."""
+    to the rest, and whose `proposal_score` is log l − log g (module docstring).
+
+    fit_batch: trials of each set per fitting step (a fresh random subset from the
+      controller's RNG; None: all of them)."""
+
+    def __init__(self, space, config=None, seed: int = 0, name: str = "controller",
+                 fit_batch: int | None = None):
+        super().__init__(space, config, seed=seed, name=name)
+        self.fit_batch = fit_batch
 
     def _build_heads(self, lstm_size, seed):
         # built with the heads, so that Controller's one Adam covers both networks
@@ -112,8 +122,13 @@ class DensityRatioController(Controller):
                 "density_ratio/good": tf.shape(good)[0]}
 
     def _fit_loss(self, policy, children, mask):
-        """−mean log p(x) − β_ent·mean H over `children` (0 for none)."""
+        """−mean log p(x) − β_ent·mean H over `children` (0 for none; with fit_batch, over
+        a uniform random subset of at most fit_batch of them)."""
         n = tf.shape(children)[0]
+        if self.fit_batch:
+            n = tf.minimum(n, self.fit_batch)
+            subset = tf.math.top_k(self.rng.uniform(tf.shape(children)[:1]), n).indices
+            children, mask = tf.gather(children, subset), tf.gather(mask, subset)
         walk = policy.walk(n, children, tf.zeros((n, 0)))
         log_prob = tf.reduce_sum(walk.discrete_log_prob * mask, 1)
         entropy = tf.reduce_sum(walk.discrete_entropy * mask, 1)

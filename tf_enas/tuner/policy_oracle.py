@@ -76,9 +76,10 @@ TrialStatus = kt.engine.trial.TrialStatus
 
 def default_update() -> "PolicyUpdate":
     """PolicyOracle's default: TPE's rule with the policy network as its density, ten
-    fitting steps per trial after TPE's ten uniform start-up trials (chosen on
-    nasbench201/cifar10 and hpolib/slice_localization, BENCHMARKS.md tabular section)."""
-    return PolicyUpdate(rule="density_ratio", steps=10, startup=10)
+    fitting steps per trial, each on at most 32 trials of each set, after TPE's ten
+    uniform start-up trials (chosen on nasbench201/cifar10 and hpolib/slice_localization,
+    BENCHMARKS.md tabular section)."""
+    return PolicyUpdate(rule="density_ratio", steps=10, startup=10, fit_batch=32)
 
 
 def default_candidates(rule: str) -> int:
@@ -124,6 +125,9 @@ class PolicyUpdate:
       newly scored trial only. "rank" and "top" need replay (one trial has no rank).
     steps: controller steps each time a trial is scored (REINFORCE steps, or Adam steps
       of the density-ratio fits).
+    fit_batch: density ratio only — each fitting step fits l and g to a fresh random subset
+      of at most this many of their trials (None: all); the cost of a step then stops
+      growing with the number of trials.
     """
 
     reward: str = "top"
@@ -131,6 +135,7 @@ class PolicyUpdate:
     steps: int = 1
     rule: str = "reinforce"
     startup: int = 0
+    fit_batch: int | None = None
 
     def validate(self):
         if self.rule not in ("reinforce", "density_ratio"):
@@ -148,15 +153,22 @@ class PolicyUpdate:
             raise ValueError(f"PolicyUpdate startup must be an int >= 0, got {self.startup!r}")
         if not isinstance(self.steps, int) or self.steps < 1:
             raise ValueError(f"PolicyUpdate steps must be an int >= 1, got {self.steps!r}")
+        if self.fit_batch is not None and (self.rule != "density_ratio" or not isinstance(
+                self.fit_batch, int) or self.fit_batch < 1):
+            raise ValueError(f"PolicyUpdate fit_batch must be None or an int >= 1 with "
+                             f"rule='density_ratio', got fit_batch={self.fit_batch!r}, "
+                             f"rule={self.rule!r}")
         return self
 
     def controller(self, space, config, seed):
         """The controller this rule trains: a Controller, or a DensityRatioController."""
         if self.rule == "density_ratio":
-            from tf_enas.density_ratio_controller import DensityRatioController as cls
-        else:
-            from tf_enas.controller import Controller as cls
-        return cls(space, config, seed=seed)
+            from tf_enas.density_ratio_controller import DensityRatioController
+
+            return DensityRatioController(space, config, seed=seed, fit_batch=self.fit_batch)
+        from tf_enas.controller import Controller
+
+        return Controller(space, config, seed=seed)
 
 
 def centered_ranks(rewards) -> np.ndarray:
