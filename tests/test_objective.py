@@ -58,9 +58,8 @@ def test_gauss_newton_product_matches_explicit_matrix(search):
         tape.watch(params)
         logits = obj.logits(params, child, x)                      # [N, K]
     n, k = logits.shape
-    jac = np.concatenate([np.reshape(tape.jacobian(logits, p,
-                                                   unconnected_gradients="zero").numpy(),
-                                     (n * k, -1)) for p in params], 1).astype(np.float64)
+    jac = np.concatenate([np.reshape(j.numpy(), (n * k, -1)) for j in tape.jacobian(
+        logits, params, unconnected_gradients="zero")], 1).astype(np.float64)  # one trace
     prob = tf.nn.softmax(logits).numpy().astype(np.float64)
     h = np.zeros((n * k, n * k))
     for i in range(n):
