@@ -89,6 +89,8 @@ def methods() -> dict:
         "joint + IFT (Gauss-Newton)": (Search, _JOINT | _IFT | dict(curvature="gauss_newton")),
         "joint + IFT (Gauss-Newton) with per-layer decay": (Search, _JOINT | _IFT | dict(
             curvature="gauss_newton", weight_decay_per="layer")),
+        "joint + IFT (Gauss-Newton) with per-tensor decay": (Search, _JOINT | _IFT | dict(
+            curvature="gauss_newton", weight_decay_per="tensor")),
     }
 
 
