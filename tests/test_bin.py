@@ -35,6 +35,7 @@ BAD = [
     ("lr_restart_epochs", "0"), ("verbose", "7"), ("response", "bogus"), ("cg_damping", "-1"),
     ("lookahead_steps", "-1"), ("continuous", "dropout"), ("reward", "best"), ("solver", "lu"),
     ("cg_tol", "-1"), ("response_every", "0"), ("truncate", "-1"), ("cg_iterations", "0"),
+    ("weight_decay_per", "kernel"),
 ]
 
 
@@ -52,6 +53,8 @@ def test_bad_search_flag_is_named(flag, value):
     (["--lr_min=0.5", "--lr_max=0.1"], "lr_min"),
     (["--continuous=learning_rate", "--learning_rate_range=0.1"], "--learning_rate_range"),
     (["--response=ift", "--continuous=weight_decay"], "reward=loss"),
+    (["--weight_decay_per=tensor", "--continuous=momentum"],
+     "weight_decay_per=tensor needs weight_decay"),
     (["--retrain_num_cells=2"], "--retrain_num_cells"),  # macro has no cells
     (["--retrain_drop_path=0.2"], "--retrain_drop_path"),
 ])

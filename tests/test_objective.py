@@ -10,10 +10,13 @@ from tf_enas.search import Search
 from tests.test_search_joint import joint_config
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["one_decay", "decay_per_layer"])
+@pytest.fixture(scope="module", params=[
+    dict(), dict(weight_decay_per="layer"),
+    dict(weight_decay_per="tensor", ops=("conv3", "sepconv3"))],
+    ids=["one_decay", "decay_per_layer", "decay_per_tensor"])
 def search(tmp_path_factory, request):
     splits = data.load("mnist1d", seed=0, val_fraction=0.1, num_samples=600)
-    s = Search(joint_config(width=2, weight_decay_per_layer=request.param),
+    s = Search(joint_config(width=2, **request.param),
                str(tmp_path_factory.mktemp("s")), splits=splits, verbose=0)
     yield s
     s.close()
@@ -21,12 +24,15 @@ def search(tmp_path_factory, request):
 
 def decay_per_weight(search, values) -> list:
     """λ of each trainable weight, read off the decisions by the weight's path (supernet/
-    <group>/...): 0 for biases and batch-norm parameters."""
+    <group>/<op>/...): the one "weight_decay", "weight_decay_<group>" or
+    "weight_decay_<group>.<op>.<...>.<kernel>"; 0 for biases and batch-norm parameters."""
     names = [d.name for d in search.config.decisions()]
+    per = search.config.weight_decay_per
     out = []
     for v in search.supernet.trainable_variables:
         parts = v.path.split("/")
-        key = ("weight_decay" if "weight_decay" in names else f"weight_decay_{parts[1]}")
+        key = {"model": "weight_decay", "layer": f"weight_decay_{parts[1]}",
+               "tensor": "weight_decay_" + ".".join(parts[1:])}[per]
         kernel = parts[-1] in ("kernel", "depthwise_kernel", "pointwise_kernel")
         out.append(float(values[names.index(key)]) if kernel else 0.0)
     return out
@@ -44,8 +50,9 @@ def test_training_loss_decays_each_kernel_by_its_own_rate(search):
                for l, p in zip(lam, params))
     assert sum(l > 0 for l in lam) >= 3
     np.testing.assert_allclose(float(got), want, rtol=1e-4)
-    if search.config.weight_decay_per_layer:
-        assert len(set(l for l in lam if l > 0)) == search.config.num_layers + 2
+    groups = {"model": 1, "layer": search.config.num_layers + 2,
+              "tensor": len(search.config.decisions()) - 2}[search.config.weight_decay_per]
+    assert len(set(l for l in lam if l > 0)) == groups
 
 
 def test_gauss_newton_product_matches_explicit_matrix(search):
@@ -58,9 +65,8 @@ def test_gauss_newton_product_matches_explicit_matrix(search):
         tape.watch(params)
         logits = obj.logits(params, child, x)                      # [N, K]
     n, k = logits.shape
-    jac = np.concatenate([np.reshape(tape.jacobian(logits, p,
-                                                   unconnected_gradients="zero").numpy(),
-                                     (n * k, -1)) for p in params], 1).astype(np.float64)
+    jac = np.concatenate([np.reshape(j.numpy(), (n * k, -1)) for j in tape.jacobian(
+        logits, params, unconnected_gradients="zero")], 1).astype(np.float64)  # one trace
     prob = tf.nn.softmax(logits).numpy().astype(np.float64)
     h = np.zeros((n * k, n * k))
     for i in range(n):

@@ -115,6 +115,24 @@ def test_write_all_without_continuous_decisions(searched, tmp_path):
         assert_picture(p)
 
 
+def test_many_continuous_decisions_wrap_into_rows(tmp_path):
+    """Per-tensor weight decay (one decision per kernel): one panel each, at most
+    CONTINUOUS_COLUMNS a row; the architecture's title gives the decays as a range."""
+    import matplotlib.image
+
+    names = ["momentum"] + [f"weight_decay_layer_{i}.conv3.conv.kernel" for i in range(8)]
+    history = [{"epoch": e, **{f"policy_hp/{n}/q{q}": 1e-4 * (i + 1) * (1 + q / 100 + e)
+                               for i, n in enumerate(names) for q in plots.QUANTILES}}
+               for e in (1, 2, 3)]
+    assert plots.continuous_names(history) == names
+    path = plots.plot_continuous(history, str(tmp_path / "continuous.png"))
+    assert_picture(path)
+    assert matplotlib.image.imread(path).shape[:2] == (2 * 330, plots.CONTINUOUS_COLUMNS * 400)
+    chosen = {"momentum": 0.9, **{n: 1e-4 * i for i, n in enumerate(names[1:], 1)}}
+    assert plots.hyperparameters_title(chosen) == (
+        "momentum=0.9, weight_decay=0.0001–0.0008 (8 groups)")
+
+
 def test_bad_files_are_usage_errors_naming_the_file(tmp_path):
     from absl import app
 

@@ -4,12 +4,11 @@ a huge learning rate gets the worst reward, and a new estimator plugs into the l
 import json
 import os
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_enas import data, hypergrad, response, retrain
+from tf_enas import data, hypergrad, response, results, retrain
 from tf_enas.controller import ControllerConfig
 from tf_enas.retrain import RetrainConfig
 from tf_enas.search import Search, SearchConfig
@@ -41,9 +40,10 @@ def joint_config(**kw):
     (dict(retrain=RetrainConfig(optimizer="adamw")), "retrain_optimizer=sgd"),
     (dict(continuous=("dropout",)), "continuous must be"),
     (dict(ranges={"learning_rate": (0.1, 0.01)}), "low < high"),
-    (dict(weight_decay_per_layer=True, continuous=("learning_rate",)),
-     "weight_decay_per_layer needs weight_decay"),
-    (dict(weight_decay_per_layer=True, space="micro"), "weight_decay_per_layer needs"),
+    (dict(weight_decay_per="layer", continuous=("learning_rate",)),
+     "weight_decay_per=layer needs weight_decay"),
+    (dict(weight_decay_per="tensor", space="micro"), "weight_decay_per=tensor needs"),
+    (dict(weight_decay_per="kernel"), "weight_decay_per must be one of"),
     (dict(response="unrolled", lookahead_memory="tape"), "lookahead_memory must be one of"),
 ])
 def test_config_errors_name_the_setting(kw, match):
@@ -84,30 +84,60 @@ def test_run_writes_chosen_optimizer_hyperparameters(tmp_path, splits):
     assert result["test_accuracy"] == saved["test_accuracy"]
 
 
-def test_weight_decay_per_layer_is_searched_and_retrained(tmp_path, splits):
-    """One λ per layer group: each a decision, each in result.json, each the L2 term of its
-    layer's kernels in the retrain (the child's regularization losses, summed by hand)."""
-    search = Search(joint_config(response="ift", curvature="gauss_newton", cg_iterations=20,
-                                 cg_tol=0.5, weight_decay_per_layer=True),
-                    str(tmp_path), splits=splits, verbose=0)
-    groups = ("stem", "layer_0", "layer_1", "head")
-    assert [d.name for d in search.config.decisions()] == [
-        "learning_rate", "momentum"] + [f"weight_decay_{g}" for g in groups]
-    saved = search.run()
-    chosen = saved["optimizer_hyperparameters"]
-    assert saved["hyperparameters"]["l2_per_layer"] == {
-        g: pytest.approx(chosen[f"weight_decay_{g}"]) for g in groups}
-    assert saved["hyperparameters"]["weight_decay"] == 0.0  # no decoupled decay on top
-    assert "dcoupling_dvalues_mean/weight_decay_layer_1" in saved["response"]
-    model = keras.models.load_model(os.path.join(tmp_path, "model.keras"))
-    retrain.add_layer_l2(model, saved["hyperparameters"]["l2_per_layer"])
-    want = sum(saved["hyperparameters"]["l2_per_layer"][layer.name]
-               * float(np.sum(np.square(w.numpy().astype(np.float64))))
-               for layer in model.layers for w in layer.trainable_weights
-               if w.path.endswith("kernel"))
+PER_TENSOR_KEYS = ("stem/conv/kernel", "layer_0/conv3/conv/kernel",
+                   "layer_0/maxpool3/conv/kernel", "layer_1/conv3/conv/kernel",
+                   "layer_1/maxpool3/conv/kernel", "head/dense/kernel")
+
+
+@pytest.mark.parametrize("per, keys", [("layer", ("stem", "layer_0", "layer_1", "head")),
+                                       ("tensor", PER_TENSOR_KEYS)])
+def test_weight_decay_per_group_is_the_retrains_l2(tmp_path, splits, per, keys):
+    """One λ per layer group or per kernel tensor: each a decision, each the child's
+    l2_per_<per> entry (no decoupled decay on top), each the L2 term of its kernels in the
+    retrained model (its regularization losses against λ_g‖W‖² summed by hand, g the
+    layer's name or the kernel's path)."""
+    search = Search(joint_config(weight_decay_per=per), str(tmp_path), splits=splits,
+                    verbose=0)
+    names = ["weight_decay_" + k.replace("/", ".") for k in keys]
+    assert [d.name for d in search.config.decisions()] == ["learning_rate", "momentum", *names]
+    child = search.sample_children(1)[0][0].numpy()
+    searched, hyperparameters = results.child_hyperparameters(search, child)
+    l2 = hyperparameters[f"l2_per_{per}"]
+    assert l2 == {k: searched[n] for k, n in zip(keys, names)}
+    assert hyperparameters["weight_decay"] == 0.0
+    model = results.retrain_model(search, child)
+    retrain.add_l2(model, l2, per)
+    group = {"layer": lambda layer, w: layer.name, "tensor": lambda layer, w: w.path}[per]
+    kernels = [(layer, w) for layer in model.layers for w in layer.trainable_weights
+               if w.path.endswith("kernel")]
+    assert len(kernels) == search.config.num_layers + 2  # the child's: one op per layer
+    want = sum(l2[group(layer, w)] * float(np.sum(np.square(w.numpy().astype(np.float64))))
+               for layer, w in kernels)
     got = float(sum(model.losses))
     np.testing.assert_allclose(got, want, rtol=1e-5)
     assert got > 0
+    search.close()
+
+
+def test_weight_decay_per_tensor_is_searched_and_retrained(tmp_path, splits, monkeypatch):
+    """A per-tensor IFT search: result.json holds one λ per decayed kernel of the supernet
+    (the chosen medians), the response logs one entry per kernel, and the run's retrain
+    adds exactly those L2 terms."""
+    applied = []
+    add_l2 = retrain.add_l2
+    monkeypatch.setattr(retrain, "add_l2", lambda model, l2, per: (
+        applied.append((l2, per)), add_l2(model, l2, per)))
+    search = Search(joint_config(response="ift", curvature="gauss_newton", cg_iterations=20,
+                                 cg_tol=0.5, weight_decay_per="tensor"),
+                    str(tmp_path), splits=splits, verbose=0)
+    saved = search.run()
+    names = ["weight_decay_" + k.replace("/", ".") for k in PER_TENSOR_KEYS]
+    chosen = saved["optimizer_hyperparameters"]
+    l2 = saved["hyperparameters"]["l2_per_tensor"]
+    assert l2 == {k: pytest.approx(chosen[n]) for k, n in zip(PER_TENSOR_KEYS, names)}
+    assert saved["hyperparameters"]["weight_decay"] == 0.0
+    assert all(f"dcoupling_dvalues_mean/{n}" in saved["response"] for n in names)
+    assert applied == [(l2, "tensor")]
 
 
 def test_a_new_estimator_plugs_into_the_loop(tmp_path, splits):

@@ -3,7 +3,7 @@
 For a child (a, h) — architecture a, optimizer hyperparameters h = (η, μ, λ):
 
     L_train(w; a, h) = CE(supernet_a(w), train batch) + Σ_k λ_g(k)·‖W_k‖²   (W_k: kernels;
-                       one λ for all, or one per layer group g: stem, layer_i, head)
+                       one λ for all, one per layer group or one per kernel: decay_groups.py)
     L_val(w; a)      = CE(supernet_a(w), validation batch)
     w_K(a, h)        = K steps of the child's own heavy-ball optimizer on L_train from the
                        shared weights w and the shared velocity v (so η and μ matter at K ≥ 1)
@@ -14,12 +14,12 @@ estimators rely on. The supernet's batch-norm statistics are read, never updated
 from __future__ import annotations
 
 import collections
-import re
 
 import numpy as np
 import tensorflow as tf
 
 from tf_enas import hypergrad
+from tf_enas.decay_groups import decision_name, group_key, group_keys, is_decayed
 
 HEAVY_BALL = hypergrad.optimizers.get("momentum")
 
@@ -27,42 +27,29 @@ Hyperparameters = collections.namedtuple("Hyperparameters",
                                          ["learning_rate", "momentum", "weight_decay"])
 
 
-_GROUP = re.compile(r"^(stem|head|layer_\d+)$")
-
-
-def decay_group(path: str) -> str | None:
-    """The macro layer group a weight's path belongs to ("stem", "layer_i", "head")."""
-    return next((p for p in path.split("/") if _GROUP.match(p)), None)
-
-
-def is_decayed(variable) -> bool:
-    """Weight decay applies to kernels (not biases, not batch-norm scales and shifts)."""
-    return variable.path.split("/")[-1] in ("kernel", "depthwise_kernel", "pointwise_kernel")
-
-
-def layer_groups(num_layers: int) -> tuple:
-    """The weight-decay groups of a macro supernet, in order."""
-    return ("stem", *(f"layer_{i}" for i in range(num_layers)), "head")
-
-
 class ChildHyperparameters:
     """(η, μ, λ) of a child (child, values): its continuous value, else its grid choice,
-    else the config's lr_max / momentum / l2. With per-layer weight decay λ is a vector,
-    one entry per `decay_groups` (the continuous decisions "weight_decay_<group>")."""
+    else the config's lr_max / momentum / l2. With weight_decay_per "layer" or "tensor" λ is
+    a vector, one entry per `decay_keys` (the continuous decisions "weight_decay_<key>");
+    `decay_key(path)` is the key of the kernel at path."""
 
     def __init__(self, config, space):
         self.defaults = Hyperparameters(config.lr_max, config.momentum, config.l2)
         self.continuous = {d.name: i for i, d in enumerate(config.decisions())}
         self.grid = {k: (space.choice_index[k], tf.constant(np.asarray(v, np.float32)))
                      for k, v in config.choices.items() if k in Hyperparameters._fields}
-        self.decay_groups = (layer_groups(config.num_layers) if config.weight_decay_per_layer
-                             else None)
+        self.decay_per = config.weight_decay_per
+        self.decay_keys = group_keys(config.weight_decay_per, config.num_layers, config.ops)
+        self.decay_index = [self.continuous[decision_name(k)] for k in self.decay_keys]
+
+    def decay_key(self, path: str) -> str | None:
+        """The key of the λ that decays the kernel at `path` (decay_groups.group_key)."""
+        return group_key(self.decay_per, path)
 
     def __call__(self, child, values) -> Hyperparameters:
         def pick(name):
-            if name == "weight_decay" and self.decay_groups:
-                return tf.stack([values[self.continuous[f"weight_decay_{g}"]]
-                                 for g in self.decay_groups])
+            if name == "weight_decay" and self.decay_keys:
+                return tf.gather(values, self.decay_index)
             if name in self.continuous:
                 return values[self.continuous[name]]
             if name in self.grid:
@@ -89,10 +76,14 @@ class ChildObjective:
         self.decayed = [i for i, v in enumerate(variables) if is_decayed(v)]
         if not self.decayed:
             raise ValueError("the supernet has no kernels to apply weight decay to")
-        groups = getattr(hyperparameters, "decay_groups", None)
-        if groups:  # λ[group_index[i]] decays weight i
-            self.group_index = {i: groups.index(decay_group(variables[i].path))
-                                for i in self.decayed}
+        keys = getattr(hyperparameters, "decay_keys", ())
+        if keys:  # λ[group_index[i]] decays weight i
+            own = {i: hyperparameters.decay_key(variables[i].path) for i in self.decayed}
+            missing = [variables[i].path for i, k in own.items() if k not in keys]
+            if missing:
+                raise ValueError(f"no weight-decay decision for the kernels {missing}; the "
+                                 f"decisions' keys are {list(keys)}")
+            self.group_index = {i: keys.index(k) for i, k in own.items()}
 
     def weights(self) -> list:
         """The shared weights as tensors (the point w every function here is taken at)."""

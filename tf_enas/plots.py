@@ -25,6 +25,7 @@ import os
 import numpy as np
 
 QUANTILES = (10, 25, 50, 75, 90)
+CONTINUOUS_COLUMNS = 6
 FILES = ("controller.png", "policy.png", "architecture.png", "continuous.png", "children.png")
 
 
@@ -183,14 +184,19 @@ def continuous_names(history: list) -> list:
 
 def plot_continuous(history: list, path: str):
     """Per continuous hyperparameter: the policy's median per epoch with 25–75% and
-    10–90% bands (log scale for positive ranges spanning more than a decade)."""
+    10–90% bands (log scale for positive ranges spanning more than a decade); at most
+    CONTINUOUS_COLUMNS panels a row (per-tensor weight decay has one per kernel)."""
     names = continuous_names(history)
     if not names:
         return None
     plt = _pyplot()
     epochs = _series(history, "epoch")
-    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.3), squeeze=False)
-    for ax, name in zip(axes[0], names):
+    cols = min(len(names), CONTINUOUS_COLUMNS)
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.3 * rows), squeeze=False)
+    for ax in axes.flat[len(names):]:
+        ax.axis("off")
+    for ax, name in zip(axes.flat, names):
         q = {p: _series(history, f"policy_hp/{name}/q{p}") for p in QUANTILES}
         ax.fill_between(epochs, q[10], q[90], alpha=0.2, color="tab:blue", label="10–90%")
         ax.fill_between(epochs, q[25], q[75], alpha=0.4, color="tab:blue", label="25–75%")
@@ -198,7 +204,7 @@ def plot_continuous(history: list, path: str):
         low, high = np.nanmin(q[10]), np.nanmax(q[90])
         if low > 0 and high / low > 10:
             ax.set_yscale("log")
-        ax.set_title(name)
+        ax.set_title(name, fontsize=10 if len(name) < 30 else 7)
         ax.set_xlabel("epoch")
     axes[0][0].legend(fontsize=8)
     return _save(fig, path)
@@ -223,6 +229,16 @@ def plot_children(history: list, path: str):
     return _save(fig, path)
 
 
+def hyperparameters_title(chosen: dict) -> str:
+    """"name=value, …" of the chosen hyperparameters; weight decays per layer group or per
+    tensor ("weight_decay_<key>") as their range and count."""
+    decays = [v for k, v in chosen.items() if k.startswith("weight_decay_")]
+    parts = [f"{k}={v:.3g}" for k, v in chosen.items() if not k.startswith("weight_decay_")]
+    if decays:
+        parts.append(f"weight_decay={min(decays):.3g}–{max(decays):.3g} ({len(decays)} groups)")
+    return ", ".join(parts)
+
+
 def write_all(result: dict, output_dir: str) -> list:
     """Writes every picture that `result` (a search's result.json, or {"history": ...})
     has data for into output_dir; returns the paths written."""
@@ -238,7 +254,6 @@ def write_all(result: dict, output_dir: str) -> list:
     if result.get("layers"):
         title = None
         if result.get("optimizer_hyperparameters"):
-            title = ", ".join(f"{k}={v:.3g}" for k, v in
-                              result["optimizer_hyperparameters"].items())
+            title = hyperparameters_title(result["optimizer_hyperparameters"])
         written.append(plot_architecture(result["layers"], path("architecture.png"), title))
     return [p for p in written if p]

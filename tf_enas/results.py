@@ -10,7 +10,7 @@ import numpy as np
 from tf_enas import checkpoints
 from tf_enas import files
 from tf_enas import retrain as retrain_lib
-from tf_enas.objective import layer_groups
+from tf_enas.decay_groups import RESULT_KEYS, decision_name, group_keys
 from tf_enas.run_dir import write_json_stamped, write_stamped
 
 log = logging.getLogger(__name__)
@@ -76,18 +76,20 @@ def candidates(search) -> tuple[np.ndarray, list | None, int]:
 def child_hyperparameters(search, child) -> tuple[dict, dict]:
     """(searched, retrain hyperparameters) of `child`: the policy's medians given its
     architecture; the retrain's SGD gets the L2 coefficient λ as Keras's decoupled
-    weight_decay 2λ/(1 − μ) (the same decay under momentum μ); per-layer λ_g stay the L2
-    terms λ_g‖W‖² of the search's loss ("l2_per_layer")."""
+    weight_decay 2λ/(1 − μ) (the same decay under momentum μ); per-layer or per-tensor λ_g
+    stay the L2 terms λ_g‖W‖² of the search's loss ("l2_per_layer" / "l2_per_tensor":
+    {key: λ_g}, decay_groups.py)."""
     cfg = search.config
     searched = search.controller.medians(child) if cfg.continuous else {}
     hyperparameters = search.space.hyperparameters(child) | searched
     if "weight_decay" in searched:
         momentum = searched.get("momentum", cfg.momentum)
         hyperparameters["weight_decay"] = 2 * searched["weight_decay"] / (1 - momentum)
-    if cfg.weight_decay_per_layer:  # the search's own L2 per layer group, no decoupled decay
+    if cfg.weight_decay_per in RESULT_KEYS:  # the search's own L2 per group, no decoupled decay
         hyperparameters["weight_decay"] = 0.0
-        hyperparameters["l2_per_layer"] = {g: searched[f"weight_decay_{g}"]
-                                           for g in layer_groups(cfg.num_layers)}
+        hyperparameters[RESULT_KEYS[cfg.weight_decay_per]] = {
+            g: searched[decision_name(g)]
+            for g in group_keys(cfg.weight_decay_per, cfg.num_layers, cfg.ops)}
     if searched and "momentum" not in searched:
         hyperparameters["momentum"] = cfg.momentum
     return searched, hyperparameters

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 
 from tf_enas.data import Splits
-from tf_enas.objective import decay_group, is_decayed
+from tf_enas.decay_groups import RESULT_KEYS, group_key, is_decayed
 from tf_enas.supernet.micro import DropPathSchedule
 
 OPTIMIZERS = ("adamw", "sgd")
@@ -20,7 +20,8 @@ class RetrainConfig:
 
     learning_rate, momentum and weight_decay are overridden by the child's own choices of
     the same names when the search space has them (the joint search picks them), and
-    "l2_per_layer" ({layer group: λ}) adds the per-layer L2 terms of the search's loss.
+    "l2_per_layer" ({layer group: λ}) or "l2_per_tensor" ({kernel path from its layer group:
+    λ}) adds the L2 terms of the search's loss (decay_groups.py).
     """
 
     epochs: int = 60
@@ -77,15 +78,16 @@ def make_optimizer(config: RetrainConfig, steps: int, hyperparameters: dict | No
     return keras.optimizers.SGD(schedule, momentum=momentum, nesterov=True, weight_decay=wd)
 
 
-def add_layer_l2(model: keras.Model, l2: dict) -> None:
-    """Adds λ_g‖W‖² to the loss for every kernel W of layer group g ({group: λ_g})."""
+def add_l2(model: keras.Model, l2: dict, per: str) -> None:
+    """Adds λ_g‖W‖² to the loss for every kernel W, g its key under `per` ("layer" or
+    "tensor", decay_groups.group_key) and l2 = {g: λ_g}."""
     for v in model.trainable_variables:
         if is_decayed(v):
-            group = decay_group(v.path)
-            if group not in l2:
-                raise ValueError(f"l2_per_layer has no entry for {v.path!r} (group "
-                                 f"{group!r}); it has {sorted(l2)}")
-            v.regularizer = keras.regularizers.L2(float(l2[group]))
+            key = group_key(per, v.path)
+            if key not in l2:
+                raise ValueError(f"{RESULT_KEYS[per]} has no entry for {v.path!r} (key "
+                                 f"{key!r}); it has {sorted(l2)}")
+            v.regularizer = keras.regularizers.L2(float(l2[key]))
 
 
 def train(model: keras.Model, splits: Splits, config: RetrainConfig,
@@ -95,9 +97,9 @@ def train(model: keras.Model, splits: Splits, config: RetrainConfig,
     val accuracy (None with include_val: nothing held out), test accuracy and seconds;
     with per-step targets also the test perplexity exp(mean cross-entropy per step)."""
     config.validate()
-    l2 = (hyperparameters or {}).get("l2_per_layer")
-    if l2:
-        add_layer_l2(model, l2)
+    for per, name in RESULT_KEYS.items():
+        if (hyperparameters or {}).get(name):
+            add_l2(model, hyperparameters[name], per)
     x, y = splits.x_train, splits.y_train
     if config.include_val:
         x, y = np.concatenate([x, splits.x_val]), np.concatenate([y, splits.y_val])

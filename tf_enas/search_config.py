@@ -9,7 +9,7 @@ from tf_enas import response as response_lib
 from tf_enas import retrain as retrain_lib
 from tf_enas.controller import ControllerConfig
 from tf_enas.joint_controller import DEFAULTS
-from tf_enas.objective import layer_groups
+from tf_enas.decay_groups import PER as WEIGHT_DECAY_PER, decision_name, group_keys
 from tf_enas.space import OPS
 
 REWARDS = ("accuracy", "loss")
@@ -40,7 +40,7 @@ class SearchConfig:
     choices: dict = dataclasses.field(default_factory=dict)
     continuous: tuple = ()
     ranges: dict = dataclasses.field(default_factory=dict)  # name -> (low, high)
-    weight_decay_per_layer: bool = False  # macro: one continuous λ per layer group
+    weight_decay_per: str = "model"   # macro: one λ, one per "layer" group, one per "tensor"
     # supernet and its training (defaults of what is not searched)
     width: int = 64
     batch_size: int = 128
@@ -86,7 +86,8 @@ class SearchConfig:
 
     def validate(self):
         for k, allowed in (("space", SPACES), ("strategy", distribute.STRATEGIES),
-                           ("mixed_precision", MIXED_PRECISION)):
+                           ("mixed_precision", MIXED_PRECISION),
+                           ("weight_decay_per", WEIGHT_DECAY_PER)):
             if getattr(self, k) not in allowed:
                 raise ValueError(f"{k} must be one of {allowed}, got {getattr(self, k)!r}")
         if self.jit_compile and self.strategy != "default":
@@ -125,11 +126,11 @@ class SearchConfig:
         bad = [k for k in self.ranges if k not in self.continuous]
         if bad:
             raise ValueError(f"ranges given for {bad}, which are not continuous decisions")
-        if self.weight_decay_per_layer and ("weight_decay" not in self.continuous
-                                            or self.space != "macro"):
-            raise ValueError("weight_decay_per_layer needs weight_decay among the continuous "
-                             f"decisions and space=macro, got continuous="
-                             f"{list(self.continuous)}, space={self.space}")
+        if self.weight_decay_per != "model" and ("weight_decay" not in self.continuous
+                                                 or self.space != "macro"):
+            raise ValueError(f"weight_decay_per={self.weight_decay_per} needs weight_decay "
+                             f"among the continuous decisions and space=macro, got "
+                             f"continuous={list(self.continuous)}, space={self.space}")
         if self.lookahead_memory not in hypergrad.unrolled.MEMORY:
             raise ValueError(f"lookahead_memory must be one of {hypergrad.unrolled.MEMORY}, "
                              f"got {self.lookahead_memory!r}")
@@ -159,17 +160,17 @@ class SearchConfig:
         return self
 
     def decisions(self) -> tuple:
-        """The ContinuousDecisions, defaults with `ranges` applied (weight_decay_per_layer:
-        "weight_decay" becomes "weight_decay_<group>" for each layer group)."""
+        """The ContinuousDecisions, defaults with `ranges` applied (weight_decay_per "layer"
+        or "tensor": "weight_decay" becomes one decision per group, decay_groups.py)."""
         out = []
         for k in self.continuous:
             d = DEFAULTS[k]
             if k in self.ranges:
                 low, high = self.ranges[k]
                 d = dataclasses.replace(d, low=float(low), high=float(high))
-            if k == "weight_decay" and self.weight_decay_per_layer:
-                out += [dataclasses.replace(d, name=f"weight_decay_{g}").validate()
-                        for g in layer_groups(self.num_layers)]
+            if k == "weight_decay" and self.weight_decay_per != "model":
+                out += [dataclasses.replace(d, name=decision_name(g)).validate()
+                        for g in group_keys(self.weight_decay_per, self.num_layers, self.ops)]
             else:
                 out.append(d.validate())
         return tuple(out)

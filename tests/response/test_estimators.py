@@ -31,15 +31,14 @@ def _dot(a, b):
     return sum(float(tf.reduce_sum(x * y)) for x, y in zip(a, b))
 
 
-@pytest.mark.parametrize("per_layer, memory", [(False, "full"), (False, "checkpointed"),
-                                               (True, "full")])
-def test_unrolled_k1_matches_closed_form_with_shared_velocity(tmp_path, splits, per_layer,
-                                                              memory):
+@pytest.mark.parametrize("per, memory", [("model", "full"), ("model", "checkpointed"),
+                                         ("layer", "full"), ("tensor", "full")])
+def test_unrolled_k1_matches_closed_form_with_shared_velocity(tmp_path, splits, per, memory):
     """w₁ = w − η·s·(μv + g₀): ∂L_val/∂η = −s·∇L_val(w₁)·(μv + g₀),
     ∂L_val/∂μ = −η·s·∇L_val(w₁)·v,
     ∂L_val/∂λ_g = −η·s·∇L_val(w₁)·2w_g (g₀ = ∇CE + 2λ_g w on the decayed kernels of
-    group g; one group of all kernels without per-layer decay)."""
-    search = Search(joint_config(response="unrolled", weight_decay_per_layer=per_layer,
+    group g: all kernels, a layer group's, or one kernel tensor)."""
+    search = Search(joint_config(response="unrolled", weight_decay_per=per,
                                  lookahead_memory=memory),
                     str(tmp_path), splits=splits, verbose=0)
     rng = np.random.default_rng(0)
@@ -53,16 +52,21 @@ def test_unrolled_k1_matches_closed_form_with_shared_velocity(tmp_path, splits, 
     _, _, terms, _ = search.phase.response.evaluate(obj, (params, velocity), children, values, val,
                                               train)
     scale = float(search.shared.lr_scale())
+    # each weight's group by hand from its path supernet/<group>/...: the decision's key
     paths = [v.path for v in search.supernet.trainable_variables]
-    groups = ([d.name[len("weight_decay_"):] for d in search.config.decisions()[2:]]
-              if per_layer else [None])
+    group_of = {"model": lambda path: "",
+                "layer": lambda path: "_" + path.split("/")[1],
+                "tensor": lambda path: "_" + ".".join(path.split("/")[1:])}[per]
+    groups = [d.name[len("weight_decay"):] for d in search.config.decisions()[2:]]
+    assert len(groups) == {"model": 1, "layer": 4, "tensor": len(obj.decayed)}[per]
+    assert sorted({group_of(paths[k]) for k in obj.decayed}) == sorted(groups)
     for i in range(2):
         child, (lr, mom) = children[i], values[i].numpy()[:2]
         g0 = _grad(lambda p: obj.train_loss(p, child, values[i], *train), params)
         step = [mom * v + g for v, g in zip(velocity, g0)]
         w1 = [p - lr * scale * s for p, s in zip(params, step)]
         gv = _grad(lambda p: obj.val_loss(p, child, *val), w1)
-        two_w = [[2 * p if k in obj.decayed and group in (None, paths[k].split("/")[1])
+        two_w = [[2 * p if k in obj.decayed and group_of(paths[k]) == group
                   else tf.zeros_like(p) for k, p in enumerate(params)] for group in groups]
         want = [-scale * _dot(gv, step), -lr * scale * _dot(gv, velocity)] + [
             -lr * scale * _dot(gv, w) for w in two_w]
@@ -113,6 +117,36 @@ def test_ift_terms_match_a_dense_solve(tmp_path, splits):
     np.testing.assert_allclose(terms.score_weights.numpy(), -(c - b), rtol=5e-3, atol=1e-6)
     np.testing.assert_allclose(terms.dloss_dvalues.numpy(), -dc, rtol=5e-3, atol=1e-7)
     assert np.all(terms.dloss_dvalues.numpy()[:, :2] == 0.0)  # learning rate, momentum
+
+
+def test_ift_coupling_gives_each_tensor_its_own_gradient(tmp_path, splits):
+    """Per-tensor decay, through the estimator's coupling (what its `evaluate` runs) with an
+    arbitrary u: c_i = u·∇_w L_train(a_i, h_i), ∂c_i/∂λ_k = 2u_k·W_k for kernel k alone
+    (its decision found by hand from its path), ∂c_i/∂(η, μ) = 0."""
+    search = Search(joint_config(response="ift", weight_decay_per="tensor"), str(tmp_path),
+                    splits=splits, verbose=0)
+    _, train = _batches(splits)
+    children, values = search.controller.sample(2)
+    obj = search.shared.objective
+    params = obj.weights()
+    rng = np.random.default_rng(0)
+    u = [tf.constant(rng.normal(size=p.shape).astype(np.float32)) for p in params]
+    c, dc = search.phase.response._couple_half(obj, children, values, u, *train)
+    names = [d.name for d in search.config.decisions()]
+    paths = [v.path.split("/") for v in search.supernet.trainable_variables]
+    kernels = [k for k, p in enumerate(paths)
+               if p[-1] in ("kernel", "depthwise_kernel", "pointwise_kernel")]
+    assert len(names) == 2 + len(kernels) == 8
+    want_dc = np.zeros(len(names))
+    for k in kernels:
+        want_dc[names.index("weight_decay_" + ".".join(paths[k][1:]))] = 2 * _dot([u[k]],
+                                                                               [params[k]])
+    assert np.all(want_dc[2:] != 0)
+    for i in range(2):
+        want_c = _dot(u, _grad(lambda p: obj.train_loss(p, children[i], values[i], *train),
+                               params))
+        np.testing.assert_allclose(float(c[i]), want_c, rtol=1e-4)
+        np.testing.assert_allclose(dc[i].numpy(), want_dc, rtol=1e-4, atol=1e-6)
 
 
 def test_unconverged_ift_solve_is_not_applied(tmp_path, splits):

@@ -88,7 +88,9 @@ def methods() -> dict:
         "joint + IFT (Hessian)": (Search, _JOINT | _IFT | dict(curvature="hessian")),
         "joint + IFT (Gauss-Newton)": (Search, _JOINT | _IFT | dict(curvature="gauss_newton")),
         "joint + IFT (Gauss-Newton) with per-layer decay": (Search, _JOINT | _IFT | dict(
-            curvature="gauss_newton", weight_decay_per_layer=True)),
+            curvature="gauss_newton", weight_decay_per="layer")),
+        "joint + IFT (Gauss-Newton) with per-tensor decay": (Search, _JOINT | _IFT | dict(
+            curvature="gauss_newton", weight_decay_per="tensor")),
     }
 
 

@@ -11,6 +11,7 @@ from tf_enas import data
 from tf_enas import distribute
 from tf_enas import response
 from tf_enas.controller import ControllerConfig
+from tf_enas.decay_groups import PER as WEIGHT_DECAY_PER
 from tf_enas.joint_controller import DEFAULTS
 from tf_enas.retrain import OPTIMIZERS, RetrainConfig
 from tf_enas.search_config import MIXED_PRECISION, REWARDS, SOLVERS, SPACES, SearchConfig
@@ -136,9 +137,11 @@ def define_search_flags():
     for name, d in DEFAULTS.items():
         flags.DEFINE_list(f"{name}_range", [f"{d.low:g}", f"{d.high:g}"],
                           f"low,high of the continuous {name}.")
-    flags.DEFINE_bool("weight_decay_per_layer", False, "With --continuous=weight_decay "
-                      "(macro space): one L2 coefficient per layer group (stem, each layer, "
-                      "head), each in --weight_decay_range.")
+    flags.DEFINE_enum("weight_decay_per", "model", list(WEIGHT_DECAY_PER), "With "
+                      "--continuous=weight_decay (macro space): one L2 coefficient for the "
+                      "model, one per layer group (stem, each layer, head) or one per kernel "
+                      "tensor of the supernet (decision weight_decay_<kernel path from its "
+                      "layer group, / as .>), each in --weight_decay_range.")
     flags.DEFINE_enum("reward", "accuracy", list(REWARDS), "Controller reward: validation "
                       "accuracy (ENAS) or −min(L_val, cap) (needed by a response).")
     flags.DEFINE_float("reward_loss_cap", 5.0, "Rewards are −min(L_val, cap); non-finite: "
@@ -200,7 +203,7 @@ def search_config() -> SearchConfig:
                  "val_batch_size", "epochs", "time_budget_s", "derive_samples",
                  "derive_proxy_epochs", "derive_max_params", "reward",
                  "reward_loss_cap", "lookahead_steps", "lookahead_batch_size", "truncate",
-                 "lookahead_memory", "weight_decay_per_layer",
+                 "lookahead_memory", "weight_decay_per",
                  "response", "response_weight", "response_every", "solver", "cg_iterations",
                  "cg_tol", "cg_damping", "neumann_alpha", "curvature", "strategy",
                  "jit_compile", "mixed_precision")

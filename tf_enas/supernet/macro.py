@@ -19,7 +19,8 @@ import keras
 import tensorflow as tf
 
 from tf_enas.space import SearchSpace
-from tf_enas.supernet.ops import BatchNorm, PoolOp, make_op, moments, to_float32
+from tf_enas.supernet.ops import (BatchNorm, PoolOp, make_op, moments, op_kernel_paths,
+                                  to_float32)
 
 _CONV = {1: keras.layers.Conv1D, 2: keras.layers.Conv2D}
 _AVGPOOL = {1: keras.layers.AveragePooling1D, 2: keras.layers.AveragePooling2D}
@@ -30,6 +31,14 @@ def reduction_layers(num_layers: int) -> tuple[int, ...]:
     """Layers after which every stored output is pooled by 2 (ENAS's pool_layers)."""
     d = num_layers // 3
     return tuple(sorted({d - 1, 2 * d - 1} - {-1})) if d else ()
+
+
+def kernel_paths(num_layers: int, ops) -> tuple:
+    """The paths below the supernet of its kernels, in `trainable_variables` order, without
+    building it: the stem's convolution, each layer's ops' kernels, the head's dense."""
+    return ("stem/conv/kernel", *(f"layer_{i}/{op}/{k}" for i in range(num_layers)
+                                  for op in ops for k in op_kernel_paths(op)),
+            "head/dense/kernel")
 
 
 @keras.saving.register_keras_serializable(package="tf_enas")

@@ -189,3 +189,12 @@ def make_op(name: str, width: int, rank: int) -> keras.layers.Layer:
     if name in ("avgpool3", "maxpool3"):
         return PoolOp(width, name[:3], rank, int(name[-1]), name=name)
     raise ValueError(f"unknown op {name!r}")
+
+
+def op_kernel_paths(name: str) -> tuple:
+    """The paths below op `name` of the kernels that `make_op` gives it (without building it)."""
+    if name in ("sepconv3", "sepconv5"):
+        return ("conv/depthwise_kernel", "conv/pointwise_kernel")
+    if name in ("conv3", "conv5", "avgpool3", "maxpool3"):
+        return ("conv/kernel",)
+    raise ValueError(f"unknown op {name!r}")
