@@ -67,8 +67,9 @@ def proposal_candidates() -> int:
 
 def density_ratio_options() -> dict:
     """The "controller_density_ratio" method's options, PolicyOracle's defaults: ten
-    fitting steps per trial, TPE's 10 uniform start-up trials and 24 candidates (chosen on
-    the same tables; BENCHMARKS.md, tabular section: 10 steps against 3)."""
+    fitting steps per trial (each on at most 32 trials of each set), TPE's 10 uniform
+    start-up trials and 24 candidates (chosen on the same tables; BENCHMARKS.md, tabular
+    section: 10 steps against 3, fit_batch 32 against all trials)."""
     from tf_enas.tuner.policy_oracle import default_candidates, default_update
 
     return {"update": default_update(), "candidates": default_candidates("density_ratio")}

@@ -28,12 +28,13 @@ Switch any keras-tuner search to it with one line, `oracle=PolicyOracle(...)`:
 * `update` (a PolicyUpdate) says how the controller learns. The default
   (`default_update()`): after 10 uniform start-up trials, the policy is fitted as TPE fits
   its densities — l to the best trials, a second network g to the rest, ten Adam steps
-  per trial (DensityRatioController) — and each trial runs the best of 24 draws from l and
-  24 local moves of good trials by TPE's ratio log l − log g. On the tables it was chosen
-  on (NAS-Bench-201 cifar10, HPOLib slice_localization; 20 seeds, 200 evaluations) it
-  reached 0.065 and 8.7e-6 mean regret against Optuna TPE's 0.076 and 2.7e-5 and
-  REINFORCE's 0.33 and 1.9e-4 (BENCHMARKS.md, tabular section); it costs about 20–60 ms
-  of controller time per trial on 2 cores (REINFORCE: 6–16). `PolicyUpdate()` is the
+  per trial, each on at most 32 random trials of each set (DensityRatioController) — and
+  each trial runs the best of 24 draws from l and 24 local moves of good trials by TPE's
+  ratio log l − log g. On the tables it was chosen on (NAS-Bench-201 cifar10, HPOLib
+  slice_localization; 20 seeds, 200 evaluations) it reached 0.044 and 7.9e-6 mean regret
+  against Optuna TPE's 0.076 and 2.7e-5 and REINFORCE's 0.32 and 1.9e-4 (BENCHMARKS.md,
+  tabular section); it costs about 29–38 ms of controller time per trial on 2 idle cores
+  (REINFORCE: 6–16). `PolicyUpdate()` is the
   REINFORCE rule: one step on the "top" utilities (CMA-ES weights of the better half)
   of every trial so far, less than half the regret of plain REINFORCE (one raw-reward
   step per trial, `PolicyUpdate("raw", replay=False)`) on those tables.
