@@ -34,10 +34,10 @@ Switch any keras-tuner search to it with one line, `oracle=PolicyOracle(...)`:
   slice_localization; 20 seeds, 200 evaluations) it reached 0.044 and 7.9e-6 mean regret
   against Optuna TPE's 0.076 and 2.7e-5 and REINFORCE's 0.32 and 1.9e-4 (BENCHMARKS.md,
   tabular section); it costs about 29–38 ms of controller time per trial on 2 idle cores
-  (REINFORCE: 6–16). `PolicyUpdate()` is the
-  REINFORCE rule: one step on the "top" utilities (CMA-ES weights of the better half)
-  of every trial so far, less than half the regret of plain REINFORCE (one raw-reward
-  step per trial, `PolicyUpdate("raw", replay=False)`) on those tables.
+  (REINFORCE: 6–16). `PolicyUpdate()` is the REINFORCE rule: one step on the "top"
+  utilities (CMA-ES weights of the better half) of every trial so far, less than half the
+  regret of plain REINFORCE (one raw-reward step per trial,
+  `PolicyUpdate("raw", replay=False)`) on those tables.
 * `candidates` (default by rule, `default_candidates`: 24 for the density ratio, 1 — a
   plain draw — for REINFORCE): each trial runs, of that many draws from π_φ, the new one
   with the highest proposal score (`best_new_draw`: TPE's log l − log g under the
