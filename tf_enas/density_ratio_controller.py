@@ -47,7 +47,8 @@ class DensityRatioController(Controller):
     to the rest, and whose `proposal_score` is log l − log g (module docstring).
 
     fit_batch: trials of each set per fitting step (a fresh random subset from the
-      controller's RNG; None: all of them)."""
+      controller's RNG; None: all of them); read when the fit is traced, so set it at
+      construction."""
 
     def __init__(self, space, config=None, seed: int = 0, name: str = "controller",
                  fit_batch: int | None = None):

