@@ -98,8 +98,8 @@ def _ift_estimates(toy, batch, with_response):
 
         def couple(u, idx):
             return tf.map_fn(
-                lambda k: response.ift_coupling(lambda p, h: toy.train_loss(k, p[0]), [w], u,
-                                                tf.zeros([0], F64)),
+                lambda k: response.ift_coupling(lambda p, h: toy.train_loss(k, p[0]), [w],
+                                                u[0], tf.zeros([0], F64)),
                 tf.gather(a, idx), fn_output_signature=(F64, tf.TensorSpec([0], F64)))
 
         phi = toy.phi
@@ -242,7 +242,7 @@ def test_learning_rate_gets_zero_ift_response_and_nonzero_unrolled():
     def train(p, hp, step=0):
         return _toy2_train(0)(p, hp, step) + hp[2] * tf.reduce_sum(p[0] ** 2)
 
-    c, dc = response.ift_coupling(lambda p, hp: train(p, hp), w, u, h)
+    c, dc = response.ift_coupling(lambda p, hp: train(p, hp), w, u[0], h)
     assert dc[0].numpy() == 0.0 and dc[1].numpy() == 0.0
     np.testing.assert_allclose(dc[2].numpy(), 2 * np.dot(u[0], w[0]), rtol=1e-12)
     dldh, _ = unrolled(

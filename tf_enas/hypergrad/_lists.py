@@ -73,10 +73,11 @@ def flatten(a):
 
 
 def unflatten(v, like):
-    """Inverse of flatten: 1-D v -> list shaped like `like`."""
-    sizes = [tf.size(x) for x in like]
+    """Inverse of flatten: 1-D v -> list shaped like `like` (static shapes where known)."""
+    static = all(x.shape.is_fully_defined() for x in like)
+    sizes = [x.shape.num_elements() if static else tf.size(x) for x in like]
     parts = tf.split(v, sizes) if len(like) > 1 else [v]
-    return [tf.reshape(p, tf.shape(x)) for p, x in zip(parts, like)]
+    return [tf.reshape(p, x.shape if static else tf.shape(x)) for p, x in zip(parts, like)]
 
 
 def num_elements(a):

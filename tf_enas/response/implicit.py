@@ -16,13 +16,15 @@ import tensorflow as tf
 
 from tf_enas import hypergrad
 from tf_enas.controller import ResponseTerms
+from tf_enas.hypergrad._lists import flatten, unflatten
 from tf_enas.response.score_function import ScoreFunction, leave_one_out_mean
 
 _ZERO = tf.UnconnectedGradients.ZERO
 
 
 def ift_coupling(train_loss, params, u, hparams):
-    """(c, ∂c/∂h) for c(h) = uᵀ∇_w L_train(w, h), one child; train_loss(params, h) -> scalar."""
+    """(c, ∂c/∂h) for c(h) = uᵀ∇_w L_train(w, h), one child; train_loss(params, h) -> scalar,
+    u a 1-D vector over the weights flattened in order (hypergrad._lists.flatten)."""
     params = [tf.convert_to_tensor(p) for p in params]
     h = tf.convert_to_tensor(hparams)
     with tf.GradientTape() as outer:
@@ -31,7 +33,7 @@ def ift_coupling(train_loss, params, u, hparams):
             inner.watch(params)
             loss = train_loss(params, h)
         grads = inner.gradient(loss, params, unconnected_gradients=_ZERO)
-        c = tf.add_n([tf.reduce_sum(tf.stop_gradient(ui) * g) for ui, g in zip(u, grads)])
+        c = tf.reduce_sum(tf.stop_gradient(u) * flatten(grads))
     return c, outer.gradient(c, h, unconnected_gradients=_ZERO)
 
 
@@ -83,23 +85,28 @@ class Implicit(ScoreFunction):
         self._couple_half = tf.function(self._couple_half_eager, autograph=False)
 
     def _solve_half_eager(self, objective, children, values, x_val, y_val, x_tr, y_tr):
+        """(u, SolverInfo) of (E H + δI) u = E ∇_w L_val over the children given, u a 1-D
+        vector over the weights flattened in order: the solver's loop, the map over
+        children and their products carry one tensor, not one per weight (a smaller graph
+        to trace and optimize, and fewer ops per CG iteration)."""
         params = objective.weights()
-        like = [tf.TensorSpec(p.shape, p.dtype) for p in params]
-        grads = tf.map_fn(lambda a: hypergrad.gradient(
-            lambda p: objective.val_loss(p, a, x_val, y_val), params)[1], children,
+        like = tf.TensorSpec([sum(p.shape.num_elements() for p in params)], tf.float32)
+        grads = tf.map_fn(lambda a: flatten(hypergrad.gradient(
+            lambda p: objective.val_loss(p, a, x_val, y_val), params)[1]), children,
             fn_output_signature=like)
 
         def product(a, v):
             if self.curvature == "gauss_newton":
                 return objective.gauss_newton_product(params, a[0], a[1], x_tr, y_tr, v)
-            return hypergrad.hvp(lambda p: objective.train_loss(p, a[0], a[1], x_tr, y_tr),
-                                 params, v)
+            return flatten(hypergrad.hvp(
+                lambda p: objective.train_loss(p, a[0], a[1], x_tr, y_tr), params,
+                unflatten(v, params)))
 
         def matvec(v):
-            hv = tf.map_fn(lambda a: product(a, v), (children, values),
-                           fn_output_signature=like)
-            return [tf.reduce_mean(t, 0) for t in hv]
-        return self.solve(matvec, [tf.reduce_mean(g, 0) for g in grads])
+            return [tf.reduce_mean(tf.map_fn(lambda a: product(a, v[0]), (children, values),
+                                             fn_output_signature=like), 0)]
+        u, info = self.solve(matvec, [tf.reduce_mean(grads, 0)])
+        return u[0], info
 
     def _couple_half_eager(self, objective, children, values, u, x_tr, y_tr):
         params = objective.weights()
