@@ -42,23 +42,31 @@ class ControllerPhase:
         """One controller step on the validation batch (x, y); returns its logs."""
         is_response = int(self.controller.num_updates.numpy()) % self.config.response_every == 0
         estimator = self.response if is_response else self.score_only
-        run = self._step if estimator.traced_inline else self._run_step
+        run = self._step if self.response.traced_inline else self._python_step
         return run(x, y, estimator) | {
             "response/computed": float(is_response and estimator is not self.score_only)}
 
-    def _evaluate(self, x, y, estimator):
-        """Samples a batch of children and evaluates it: (children, values, losses,
-        accuracies, rewards, terms, weight of the terms, logs)."""
+    def _sample_batch(self):
+        """(children, values, lookahead batch): the policy's batch of children and a random
+        training batch for their lookahead."""
         cfg = self.config
         children, values = self.sample_children(cfg.controller_batch)
         idx = self.batch_rng.uniform([cfg.lookahead_batch_size], 0,
                                      tf.shape(self.x_train)[0], dtype=tf.int32)
-        train_batch = (tf.gather(self.x_train, idx), tf.gather(self.y_train, idx))
+        return children, values, (tf.gather(self.x_train, idx), tf.gather(self.y_train, idx))
+
+    def _evaluate(self, x, y, estimator):
+        """Samples a batch of children and evaluates it: (children, values, losses,
+        accuracies, rewards, terms, weight of the terms, logs)."""
+        children, values, train_batch = self._sample_batch()
         losses, accs, terms, logs = estimator.evaluate(
             self.shared.objective, self.shared.state(), children, values, (x, y), train_batch)
-        weight = cfg.response_weight * (cfg.response_every if estimator.adds_term else 1)
-        return (children, values, losses, accs, self.rewards(losses, accs), terms, weight,
-                dict(logs))
+        return (children, values, losses, accs, self.rewards(losses, accs), terms,
+                self._weight(estimator), dict(logs))
+
+    def _weight(self, estimator):
+        cfg = self.config
+        return cfg.response_weight * (cfg.response_every if estimator.adds_term else 1)
 
     @tf.function(autograph=False)
     def gradient_estimate(self, x, y, estimator):
@@ -68,11 +76,34 @@ class ControllerPhase:
         return self.controller.gradients(children, values, rewards, response=terms)[0]
 
     def _run_step(self, x, y, estimator):
-        """Sample, evaluate, update: one traced graph (`_step`) or, for an estimator that is
-        not `traced_inline`, Python calling its own traced functions."""
+        """Sample, evaluate, update (traced whole as `_step`)."""
+        return self._update(*self._evaluate(x, y, estimator))
+
+    _step = tf.function(_run_step, autograph=False)
+
+    @tf.function(autograph=False)
+    def _score_batch(self, x, y):
+        """(children, values, lookahead batch, losses, accuracies) of a sampled batch scored
+        by the score function's lookahead: one traced function for every step of a search
+        whose response runs from Python (its score-only steps and its response steps)."""
+        children, values, train_batch = self._sample_batch()
+        losses, accs, _, _ = self.score_only.evaluate(
+            self.shared.objective, self.shared.state(), children, values, (x, y), train_batch)
+        return children, values, train_batch, losses, accs
+
+    def _python_step(self, x, y, estimator):
+        """Sample, evaluate, update from Python, for a response that is not `traced_inline`:
+        every step scores its batch with `_score_batch`; a response step adds the
+        estimator's terms (its own traced functions)."""
+        children, values, train_batch, losses, accs = self._score_batch(x, y)
+        terms, logs = estimator.terms(self.shared.objective, children, values, (x, y),
+                                      train_batch)
+        return self._update(children, values, losses, accs, self.rewards(losses, accs), terms,
+                            self._weight(estimator), dict(logs))
+
+    def _update(self, children, values, losses, accs, rewards, terms, weight, logs):
+        """Updates the policy; returns the step's logs."""
         cfg = self.config
-        children, values, losses, accs, rewards, terms, weight, logs = self._evaluate(
-            x, y, estimator)
         logs = logs | self.update_policy(children, values, rewards, terms, weight)
         for i, name in enumerate(self.continuous):
             logs[f"controller/{name}"] = tf.reduce_mean(values[:, i])
@@ -81,5 +112,3 @@ class ControllerPhase:
                        "controller/best_val_accuracy": tf.reduce_max(accs),
                        "controller/val_loss": tf.reduce_mean(tf.where(
                            tf.math.is_finite(losses), losses, cfg.reward_loss_cap))}
-
-    _step = tf.function(_run_step, autograph=False)

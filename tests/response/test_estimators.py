@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from tf_enas import data, hypergrad
-from tf_enas.response import leave_one_out_mean, score_function
+from tf_enas.response import leave_one_out_mean
 from tf_enas.search import Search
 from tests.test_search_joint import joint_config
 
@@ -180,11 +180,13 @@ def test_gauss_newton_ift_solves_and_applies(tmp_path, splits):
     assert skipped["hessian"][1] > 0, skipped
 
 
-def test_ift_step_from_python_equals_one_traced_step_and_traces_once(tmp_path, splits):
-    """The IFT controller step runs from Python (its second-order functions are traced and
-    optimized once per process, not once per caller): it updates the controller exactly
-    as the same step traced whole; its solve and the rewards' lookahead are traced once
-    over a score-only step and two IFT steps."""
+def test_ift_search_steps_from_python_equal_traced_steps_and_trace_once(tmp_path, splits):
+    """A search whose response is the IFT runs every controller step from Python (its
+    second-order functions are traced and optimized once per process, not once per
+    caller, and the rewards' lookahead is one traced function for both kinds of step): an
+    IFT step and a score-only step update the controller exactly as the same steps traced
+    whole; the lookahead and the solve are traced once over two IFT steps and a score-only
+    step."""
     config = joint_config(response="ift", curvature="gauss_newton", cg_iterations=30,
                           cg_tol=0.1, cg_damping=0.1)
     searches = [Search(config, str(tmp_path / name), splits=splits, verbose=0)
@@ -192,13 +194,15 @@ def test_ift_step_from_python_equals_one_traced_step_and_traces_once(tmp_path, s
     val, _ = _batches(splits)
     python, traced = (s.phase for s in searches)
     assert not python.response.traced_inline
-    logs = [python._run_step(*val, python.response), traced._step(*val, traced.response)]
-    assert float(logs[0]["response/skipped"]) == 0.0  # the response was applied
-    for a, b in zip(*(s.controller.trainable_variables for s in searches)):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-7)
-    lookahead = score_function.batch_losses(config.lookahead_steps, config.truncate)
-    traces = lookahead.experimental_get_tracing_count()
-    python._step(*val, python.score_only)
-    python._run_step(*val, python.response)
-    assert lookahead.experimental_get_tracing_count() == traces
+    for estimator in ("response", "score_only"):
+        logs = [python._python_step(*val, getattr(python, estimator)),
+                traced._step(*val, getattr(traced, estimator))]
+        if estimator == "response":
+            assert float(logs[0]["response/skipped"]) == 0.0  # the response was applied
+        np.testing.assert_allclose(float(logs[0]["controller/val_loss"]),
+                                   float(logs[1]["controller/val_loss"]), rtol=1e-6)
+        for a, b in zip(*(s.controller.trainable_variables for s in searches)):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-7)
+    python._python_step(*val, python.response)
+    assert python._score_batch.experimental_get_tracing_count() == 1
     assert python.response._solve_half.experimental_get_tracing_count() == 1

@@ -115,9 +115,7 @@ class Implicit(ScoreFunction):
             (children, values), fn_output_signature=(
                 tf.TensorSpec([], tf.float32), tf.TensorSpec(values.shape[1:], tf.float32)))
 
-    def evaluate(self, objective, state, children, values, val_batch, train_batch):
-        losses, accs, _, _ = super().evaluate(objective, state, children, values, val_batch,
-                                              train_batch)
+    def terms(self, objective, children, values, val_batch, train_batch):
         batch = children.shape[0]
 
         def half(idx):
@@ -142,4 +140,4 @@ class Implicit(ScoreFunction):
                     [tf.cast(i.diverged, tf.float32) for i in infos]),
                 "response/skipped": 1.0 - tf.cast(apply, tf.float32),
                 "response/dcoupling_dvalues_mean": tf.reduce_mean(dc, 0)}
-        return losses, accs, terms, logs
+        return terms, logs

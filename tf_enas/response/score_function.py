@@ -36,8 +36,10 @@ class ScoreFunction:
 
     name = "none"
     adds_term = False  # True: the terms are an added expectation (scaled by response_every)
-    # False: the controller step calls evaluate from Python, not inside one traced step,
-    # because a traced function called inside another is optimized again per caller
+    # False: the search runs every controller step from Python (ControllerPhase): the
+    # batch is scored by one traced lookahead shared by all steps and the estimator adds
+    # `terms` from its own traced functions, since a traced function called inside
+    # another is optimized again per caller
     traced_inline = True
 
     def __init__(self, lookahead_steps: int = 0, truncate: int = 0):
@@ -48,7 +50,13 @@ class ScoreFunction:
         """(losses [B], accuracies [B], ResponseTerms or None, logs dict) of a batch."""
         losses, accs = batch_losses(self.lookahead_steps, self.truncate)(
             objective, state, children, values, val_batch, train_batch)
-        return losses, accs, None, {}
+        terms, logs = self.terms(objective, children, values, val_batch, train_batch)
+        return losses, accs, terms, logs
+
+    def terms(self, objective, children, values, val_batch, train_batch):
+        """(ResponseTerms or None, logs dict): what the estimator adds to REINFORCE on a
+        batch that the score function's lookahead scores (here nothing)."""
+        return None, {}
 
 
 @functools.cache
