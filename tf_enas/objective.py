@@ -116,10 +116,9 @@ class ChildObjective:
     def gauss_newton_product(self, params, child, values, x, y, vector):
         """G v = Jᵀ H_ℓ J v + 2λ_k·v_k (decayed kernels): the generalized Gauss–Newton matrix of
         L_train, positive semi-definite, on the weights flattened in order (vector and result
-        1-D, as hypergrad._lists.flatten: a solver's loop then carries one tensor, and the
+        1-D, as hypergrad.flatten: a solver's loop then carries one tensor, and the
         product's graph has no per-weight dot products). J = ∂logits/∂w, H_ℓ the Hessian of
         the mean softmax cross-entropy in the logits, (H_ℓ u)_n = (p_n ⊙ u_n − p_n p_nᵀu_n)/N."""
-        flatten = hypergrad._lists.flatten
         # J v by two reverse passes (v ↦ ∇_u ⟨Jᵀu, v⟩): forward mode does not go through
         # the supernet's tf.switch_case inside tf.map_fn. One forward pass serves J v and Jᵀ.
         with tf.GradientTape() as outer:
@@ -130,7 +129,7 @@ class ChildObjective:
             outer.watch(u)
             jtu = inner.gradient(logits, params, output_gradients=u,
                                  unconnected_gradients=tf.UnconnectedGradients.ZERO)
-            dot = tf.reduce_sum(flatten(jtu) * vector)
+            dot = tf.reduce_sum(hypergrad.flatten(jtu) * vector)
         jv = outer.gradient(dot, u)
         p = tf.nn.softmax(logits)
         hjv = (p * jv - p * tf.reduce_sum(p * jv, -1, keepdims=True)) / tf.cast(
@@ -138,9 +137,9 @@ class ChildObjective:
         out = inner.gradient(logits, params, output_gradients=hjv,
                              unconnected_gradients=tf.UnconnectedGradients.ZERO)
         rates = self.decay_rates(self.hyperparameters(child, values).weight_decay)
-        per_weight = tf.stack([rates.get(i, tf.constant(0.0)) for i in range(len(params))])
-        return flatten(out) + 2.0 * tf.repeat(per_weight, [p.shape.num_elements()
-                                                          for p in params]) * vector
+        per_weight = tf.stack([rates.get(i, 0.0) for i in range(len(params))])
+        sizes = [p.shape.num_elements() for p in params]
+        return hypergrad.flatten(out) + 2.0 * tf.repeat(per_weight, sizes) * vector
 
     def train_loss(self, params, child, values, x, y):
         hp = self.hyperparameters(child, values)

@@ -131,7 +131,8 @@ def test_ift_coupling_gives_each_tensor_its_own_gradient(tmp_path, splits):
     params = obj.weights()
     rng = np.random.default_rng(0)
     u = [tf.constant(rng.normal(size=p.shape).astype(np.float32)) for p in params]
-    c, dc = search.phase.response._couple_half(obj, children, values, hypergrad._lists.flatten(u), *train)
+    c, dc = search.phase.response._couple_half(obj, children, values, hypergrad.flatten(u),
+                                               *train)
     names = [d.name for d in search.config.decisions()]
     paths = [v.path.split("/") for v in search.supernet.trainable_variables]
     kernels = [k for k, p in enumerate(paths)

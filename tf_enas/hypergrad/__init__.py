@@ -6,6 +6,7 @@ Everything takes pure functions of lists of tensors (``train_loss(params, hparam
 enter through ``functional_loss`` (``model.stateless_call``). This package imports nothing
 else from tf_enas.
 """
+from tf_enas.hypergrad._lists import flatten, unflatten
 from tf_enas.hypergrad.forward import forward_hypergradient
 from tf_enas.hypergrad.hvp import gradient, hessian, hvp, hvp_fn
 from tf_enas.hypergrad.implicit import (implicit_hypergradient, inverse_hvp, make_solver,
@@ -18,7 +19,7 @@ from tf_enas.hypergrad.unrolled import unrolled_hypergradient
 
 __all__ = [
     "SolverInfo", "adam_step", "conjugate_gradient", "dense_matrix", "dense_solve",
-    "forward_hypergradient", "functional_loss", "gradient", "hessian", "hvp", "hvp_fn",
+    "flatten", "forward_hypergradient", "functional_loss", "gradient", "hessian", "hvp", "hvp_fn",
     "implicit_hypergradient", "inverse_hvp", "make_solver", "model_params", "momentum_step",
-    "neumann", "root_vjp", "sgd_step", "stationarity", "unrolled_hypergradient",
+    "neumann", "root_vjp", "sgd_step", "stationarity", "unflatten", "unrolled_hypergradient",
 ]

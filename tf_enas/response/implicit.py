@@ -16,7 +16,6 @@ import tensorflow as tf
 
 from tf_enas import hypergrad
 from tf_enas.controller import ResponseTerms
-from tf_enas.hypergrad._lists import flatten, unflatten
 from tf_enas.response.score_function import ScoreFunction, leave_one_out_mean
 
 _ZERO = tf.UnconnectedGradients.ZERO
@@ -24,7 +23,7 @@ _ZERO = tf.UnconnectedGradients.ZERO
 
 def ift_coupling(train_loss, params, u, hparams):
     """(c, ∂c/∂h) for c(h) = uᵀ∇_w L_train(w, h), one child; train_loss(params, h) -> scalar,
-    u a 1-D vector over the weights flattened in order (hypergrad._lists.flatten)."""
+    u a 1-D vector over the weights flattened in order (hypergrad.flatten)."""
     params = [tf.convert_to_tensor(p) for p in params]
     h = tf.convert_to_tensor(hparams)
     with tf.GradientTape() as outer:
@@ -33,7 +32,7 @@ def ift_coupling(train_loss, params, u, hparams):
             inner.watch(params)
             loss = train_loss(params, h)
         grads = inner.gradient(loss, params, unconnected_gradients=_ZERO)
-        c = tf.reduce_sum(tf.stop_gradient(u) * flatten(grads))
+        c = tf.reduce_sum(tf.stop_gradient(u) * hypergrad.flatten(grads))
     return c, outer.gradient(c, h, unconnected_gradients=_ZERO)
 
 
@@ -91,16 +90,16 @@ class Implicit(ScoreFunction):
         to trace and optimize, and fewer ops per CG iteration)."""
         params = objective.weights()
         like = tf.TensorSpec([sum(p.shape.num_elements() for p in params)], tf.float32)
-        grads = tf.map_fn(lambda a: flatten(hypergrad.gradient(
+        grads = tf.map_fn(lambda a: hypergrad.flatten(hypergrad.gradient(
             lambda p: objective.val_loss(p, a, x_val, y_val), params)[1]), children,
             fn_output_signature=like)
 
         def product(a, v):
             if self.curvature == "gauss_newton":
                 return objective.gauss_newton_product(params, a[0], a[1], x_tr, y_tr, v)
-            return flatten(hypergrad.hvp(
+            return hypergrad.flatten(hypergrad.hvp(
                 lambda p: objective.train_loss(p, a[0], a[1], x_tr, y_tr), params,
-                unflatten(v, params)))
+                hypergrad.unflatten(v, params)))
 
         def matvec(v):
             return [tf.reduce_mean(tf.map_fn(lambda a: product(a, v[0]), (children, values),
