@@ -55,12 +55,19 @@ class ControllerPhase:
                                      tf.shape(self.x_train)[0], dtype=tf.int32)
         return children, values, (tf.gather(self.x_train, idx), tf.gather(self.y_train, idx))
 
-    def _evaluate(self, x, y, estimator):
-        """Samples a batch of children and evaluates it: (children, values, losses,
-        accuracies, rewards, terms, weight of the terms, logs)."""
+    def _sample_and_evaluate(self, x, y, estimator):
+        """(children, values, lookahead batch, losses, accuracies, terms, logs) of a sampled
+        batch evaluated by `estimator`."""
         children, values, train_batch = self._sample_batch()
         losses, accs, terms, logs = estimator.evaluate(
             self.shared.objective, self.shared.state(), children, values, (x, y), train_batch)
+        return children, values, train_batch, losses, accs, terms, logs
+
+    def _evaluate(self, x, y, estimator):
+        """Samples a batch of children and evaluates it: (children, values, losses,
+        accuracies, rewards, terms, weight of the terms, logs)."""
+        children, values, _, losses, accs, terms, logs = self._sample_and_evaluate(
+            x, y, estimator)
         return (children, values, losses, accs, self.rewards(losses, accs), terms,
                 self._weight(estimator), dict(logs))
 
@@ -86,10 +93,7 @@ class ControllerPhase:
         """(children, values, lookahead batch, losses, accuracies) of a sampled batch scored
         by the score function's lookahead: one traced function for every step of a search
         whose response runs from Python (its score-only steps and its response steps)."""
-        children, values, train_batch = self._sample_batch()
-        losses, accs, _, _ = self.score_only.evaluate(
-            self.shared.objective, self.shared.state(), children, values, (x, y), train_batch)
-        return children, values, train_batch, losses, accs
+        return self._sample_and_evaluate(x, y, self.score_only)[:5]
 
     def _python_step(self, x, y, estimator):
         """Sample, evaluate, update from Python, for a response that is not `traced_inline`:
