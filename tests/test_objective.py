@@ -55,7 +55,10 @@ def test_training_loss_decays_each_kernel_by_its_own_rate(search):
     assert len(set(l for l in lam if l > 0)) == groups
 
 
-def test_gauss_newton_product_matches_explicit_matrix(search):
+@pytest.mark.parametrize("jvp", ["reverse", "central_difference"])
+def test_gauss_newton_product_matches_explicit_matrix(search, jvp):
+    """Both ways of taking J v give Jᵀ H_ℓ J v + 2λ⊙v: two reverse passes to rounding, the
+    central difference to 2% in norm (ReLU kinks and float32 rounding: 0.3–0.75% here)."""
     obj = search.shared.objective
     params = obj.weights()
     children, values = search.controller.sample(1)
@@ -79,8 +82,12 @@ def test_gauss_newton_product_matches_explicit_matrix(search):
     rng = np.random.default_rng(0)
     for _ in range(2):
         v = rng.normal(size=sum(sizes)).astype(np.float32)
-        got = obj.gauss_newton_product(params, child, vals, x, y, tf.constant(v)).numpy()
-        np.testing.assert_allclose(got, g @ v, rtol=1e-3, atol=1e-6 * np.abs(g @ v).max())
+        got = obj.gauss_newton_product(params, child, vals, x, y, tf.constant(v),
+                                       jvp=jvp).numpy()
+        if jvp == "reverse":
+            np.testing.assert_allclose(got, g @ v, rtol=1e-3, atol=1e-6 * np.abs(g @ v).max())
+        else:
+            assert np.linalg.norm(got - g @ v) <= 2e-2 * np.linalg.norm(g @ v)
         assert float(v @ got) >= 0
 
 

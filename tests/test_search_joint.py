@@ -45,6 +45,7 @@ def joint_config(**kw):
     (dict(weight_decay_per="tensor", space="micro"), "weight_decay_per=tensor needs"),
     (dict(weight_decay_per="kernel"), "weight_decay_per must be one of"),
     (dict(response="unrolled", lookahead_memory="tape"), "lookahead_memory must be one of"),
+    (dict(response="ift", gauss_newton_jvp="forward"), "gauss_newton_jvp must be one of"),
 ])
 def test_config_errors_name_the_setting(kw, match):
     with pytest.raises(ValueError, match=match):

@@ -22,6 +22,8 @@ from tf_enas import hypergrad
 from tf_enas.decay_groups import decision_name, group_key, group_keys, is_decayed
 
 HEAVY_BALL = hypergrad.optimizers.get("momentum")
+JVPS = ("reverse", "central_difference")  # how the Gauss–Newton product takes J v
+JVP_STEP = 3e-5  # relative step of the central difference (float32; error vs. step measured)
 
 Hyperparameters = collections.namedtuple("Hyperparameters",
                                          ["learning_rate", "momentum", "weight_decay"])
@@ -113,24 +115,38 @@ class ChildObjective:
         return tf.add_n([lam * tf.reduce_sum(tf.square(params[i]))
                          for i, lam in self.decay_rates(weight_decay).items()])
 
-    def gauss_newton_product(self, params, child, values, x, y, vector):
+    def gauss_newton_product(self, params, child, values, x, y, vector, jvp="reverse"):
         """G v = Jᵀ H_ℓ J v + 2λ_k·v_k (decayed kernels): the generalized Gauss–Newton matrix of
         L_train, positive semi-definite, on the weights flattened in order (vector and result
         1-D, as hypergrad.flatten: a solver's loop then carries one tensor, and the
         product's graph has no per-weight dot products). J = ∂logits/∂w, H_ℓ the Hessian of
-        the mean softmax cross-entropy in the logits, (H_ℓ u)_n = (p_n ⊙ u_n − p_n p_nᵀu_n)/N."""
-        # J v by two reverse passes (v ↦ ∇_u ⟨Jᵀu, v⟩): forward mode does not go through
-        # the supernet's tf.switch_case inside tf.map_fn. One forward pass serves J v and Jᵀ.
-        with tf.GradientTape() as outer:
-            with tf.GradientTape(persistent=True) as inner:
-                inner.watch(params)
-                logits = self.logits(params, child, x)
-            u = tf.zeros_like(logits)
-            outer.watch(u)
-            jtu = inner.gradient(logits, params, output_gradients=u,
-                                 unconnected_gradients=tf.UnconnectedGradients.ZERO)
-            dot = tf.reduce_sum(hypergrad.flatten(jtu) * vector)
-        jv = outer.gradient(dot, u)
+        the mean softmax cross-entropy in the logits, (H_ℓ u)_n = (p_n ⊙ u_n − p_n p_nᵀu_n)/N.
+
+        jvp: how J v is taken. "reverse": two reverse passes, v ↦ ∇_u ⟨Jᵀu, v⟩ (exact to
+        rounding; forward mode does not go through the supernet's tf.switch_case inside
+        tf.map_fn). "central_difference": (f(w + t v) − f(w − t v)) / 2t with
+        t = JVP_STEP·(1 + ‖w‖)/‖v‖, two forward passes and no second-order graph (faster to
+        trace, optimize and run; ReLU kinks and float32 rounding make G v off by about 0.3%
+        on the benchmark's supernet, BENCHMARKS.md)."""
+        if jvp not in JVPS:
+            raise ValueError(f"jvp must be one of {JVPS}, got {jvp!r}")
+        with tf.GradientTape(persistent=True) as inner:  # one forward pass for J v and Jᵀ
+            inner.watch(params)
+            logits = self.logits(params, child, x)
+        if jvp == "reverse":
+            with tf.GradientTape() as outer:
+                u = tf.zeros_like(logits)
+                outer.watch(u)
+                jtu = inner.gradient(logits, params, output_gradients=u,
+                                     unconnected_gradients=tf.UnconnectedGradients.ZERO)
+                dot = tf.reduce_sum(hypergrad.flatten(jtu) * vector)
+            jv = outer.gradient(dot, u)
+        else:
+            t = JVP_STEP * (1.0 + tf.linalg.global_norm(params)) / tf.maximum(
+                tf.norm(vector), 1e-30)
+            step = [t * d for d in hypergrad.unflatten(vector, params)]
+            jv = (self.logits([p + d for p, d in zip(params, step)], child, x)
+                  - self.logits([p - d for p, d in zip(params, step)], child, x)) / (2.0 * t)
         p = tf.nn.softmax(logits)
         hjv = (p * jv - p * tf.reduce_sum(p * jv, -1, keepdims=True)) / tf.cast(
             tf.shape(logits)[0], logits.dtype)

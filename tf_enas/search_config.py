@@ -71,6 +71,7 @@ class SearchConfig:
     cg_damping: float = 1e-2
     neumann_alpha: float = 0.1
     curvature: str = "hessian"        # IFT: "hessian" or "gauss_newton"
+    gauss_newton_jvp: str = "reverse"  # IFT, gauss_newton: "reverse" or "central_difference"
     # schedule
     epochs: int = 100
     time_budget_s: float | None = None
@@ -116,7 +117,8 @@ class SearchConfig:
         if self.time_budget_s is not None and self.time_budget_s <= 0:
             raise ValueError(f"time_budget_s must be > 0, got {self.time_budget_s}")
         for k, allowed in (("reward", REWARDS), ("response", tuple(response_lib.ESTIMATORS)),
-                           ("solver", SOLVERS), ("curvature", response_lib.CURVATURES)):
+                           ("solver", SOLVERS), ("curvature", response_lib.CURVATURES),
+                           ("gauss_newton_jvp", response_lib.JVPS)):
             if getattr(self, k) not in allowed:
                 raise ValueError(f"{k} must be one of {allowed}, got {getattr(self, k)!r}")
         unknown = [k for k in self.continuous if k not in DEFAULTS]
@@ -184,7 +186,8 @@ class SearchConfig:
             return cls(self.lookahead_steps, self.truncate)
         solve = hypergrad.make_solver(self.solver, self.cg_iterations, self.cg_tol,
                                       self.cg_damping, alpha=self.neumann_alpha)
-        return cls(solve, self.lookahead_steps, self.truncate, self.curvature)
+        return cls(solve, self.lookahead_steps, self.truncate, self.curvature,
+                   self.gauss_newton_jvp)
 
     def to_json(self) -> dict:
         """The configuration as stored in config.json (without the RUNTIME fields)."""

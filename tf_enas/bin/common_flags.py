@@ -171,6 +171,10 @@ def define_search_flags():
                        lower_bound=1e-9)
     flags.DEFINE_enum("curvature", "hessian", list(response.CURVATURES), "IFT: the matrix "
                       "of the solve, the Hessian or the (PSD) generalized Gauss–Newton.")
+    flags.DEFINE_enum("gauss_newton_jvp", "reverse", list(response.JVPS), "IFT with "
+                      "--curvature=gauss_newton: how its product takes J v, by two reverse "
+                      "passes (exact) or by a central difference of two forward passes (no "
+                      "second-order graph: faster; about 0.3% off, BENCHMARKS.md).")
     flags.DEFINE_enum("strategy", "default", list(distribute.STRATEGIES), "tf.distribute "
                       "strategy of the shared-weight step: one device, mirrored over the local "
                       "GPUs (or logical CPUs), or multi_worker (cluster from TF_CONFIG). A run "
@@ -205,8 +209,8 @@ def search_config() -> SearchConfig:
                  "reward_loss_cap", "lookahead_steps", "lookahead_batch_size", "truncate",
                  "lookahead_memory", "weight_decay_per",
                  "response", "response_weight", "response_every", "solver", "cg_iterations",
-                 "cg_tol", "cg_damping", "neumann_alpha", "curvature", "strategy",
-                 "jit_compile", "mixed_precision")
+                 "cg_tol", "cg_damping", "neumann_alpha", "curvature", "gauss_newton_jvp",
+                 "strategy", "jit_compile", "mixed_precision")
     return SearchConfig(
         **{k: getattr(FLAGS, k) for k in same_name}, ops=tuple(dict.fromkeys(FLAGS.ops)),
         choices=choices, continuous=continuous,

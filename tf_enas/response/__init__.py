@@ -5,11 +5,11 @@ K-step lookahead) and returns the `ResponseTerms` it adds to REINFORCE; the cont
 update is the same code for all of them. A new estimator is one new class with an
 `evaluate` method (see ScoreFunction), registered here by name.
 """
-from tf_enas.response.implicit import CURVATURES, Implicit, ift_coupling, ift_cross_fit
+from tf_enas.response.implicit import CURVATURES, JVPS, Implicit, ift_coupling, ift_cross_fit
 from tf_enas.response.score_function import ScoreFunction, leave_one_out_mean
 from tf_enas.response.unrolled import Unrolled
 
 ESTIMATORS = {"none": ScoreFunction, "unrolled": Unrolled, "ift": Implicit}
 
-__all__ = ["CURVATURES", "ESTIMATORS", "Implicit", "ScoreFunction", "Unrolled", "ift_coupling",
+__all__ = ["CURVATURES", "ESTIMATORS", "Implicit", "JVPS", "ScoreFunction", "Unrolled", "ift_coupling",
            "ift_cross_fit", "leave_one_out_mean"]

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from tf_enas import hypergrad
 from tf_enas.controller import ResponseTerms
+from tf_enas.objective import JVPS
 from tf_enas.response.score_function import ScoreFunction, leave_one_out_mean
 
 _ZERO = tf.UnconnectedGradients.ZERO
@@ -65,6 +66,8 @@ class Implicit(ScoreFunction):
     """Args: solve(matvec, b) -> (u, SolverInfo), e.g. hypergrad.make_solver("cg", ...);
     curvature: H is the training loss's Hessian (indefinite during a search: CG often
     meets negative curvature) or its generalized Gauss–Newton matrix (PSD);
+    jvp: how the Gauss–Newton product takes J v (ChildObjective.gauss_newton_product:
+    "reverse", exact; "central_difference", no second-order graph);
     lookahead_steps/truncate: as ScoreFunction (the rewards' K)."""
 
     name = "ift"
@@ -72,12 +75,15 @@ class Implicit(ScoreFunction):
     traced_inline = False  # its second-order graphs are traced and optimized once
 
     def __init__(self, solve, lookahead_steps: int = 0, truncate: int = 0,
-                 curvature: str = "hessian"):
+                 curvature: str = "hessian", jvp: str = "reverse"):
         if curvature not in CURVATURES:
             raise ValueError(f"curvature must be one of {CURVATURES}, got {curvature!r}")
+        if jvp not in JVPS:
+            raise ValueError(f"jvp must be one of {JVPS}, got {jvp!r}")
         super().__init__(lookahead_steps, truncate)
         self.solve = solve
         self.curvature = curvature
+        self.jvp = jvp
         # one traced graph for both halves, called from Python (traced_inline): the
         # second-order graph is the costly one to trace and to optimize
         self._solve_half = tf.function(self._solve_half_eager, autograph=False)
@@ -96,7 +102,8 @@ class Implicit(ScoreFunction):
 
         def product(a, v):
             if self.curvature == "gauss_newton":
-                return objective.gauss_newton_product(params, a[0], a[1], x_tr, y_tr, v)
+                return objective.gauss_newton_product(params, a[0], a[1], x_tr, y_tr, v,
+                                                      jvp=self.jvp)
             return hypergrad.flatten(hypergrad.hvp(
                 lambda p: objective.train_loss(p, a[0], a[1], x_tr, y_tr), params,
                 hypergrad.unflatten(v, params)))
