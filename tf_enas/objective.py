@@ -130,7 +130,10 @@ class ChildObjective:
         on the benchmark's supernet, BENCHMARKS.md)."""
         if jvp not in JVPS:
             raise ValueError(f"jvp must be one of {JVPS}, got {jvp!r}")
-        with tf.GradientTape(persistent=True) as inner:  # one forward pass for J v and Jᵀ
+        # one forward pass for J v and Jᵀ; the tape is persistent only where J v needs it,
+        # since under a persistent tape each tf.switch_case of the supernet is traced as a
+        # function with its gradient (TensorFlow's higher-order tape path): a slower trace
+        with tf.GradientTape(persistent=jvp == "reverse") as inner:
             inner.watch(params)
             logits = self.logits(params, child, x)
         if jvp == "reverse":
