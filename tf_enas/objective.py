@@ -23,7 +23,8 @@ from tf_enas.decay_groups import decision_name, group_key, group_keys, is_decaye
 
 HEAVY_BALL = hypergrad.optimizers.get("momentum")
 JVPS = ("reverse", "central_difference")  # how the Gauss–Newton product takes J v
-JVP_STEP = 3e-5  # relative step of the central difference (float32; error vs. step measured)
+JVP_STEP = 3e-5  # the central difference's relative step (float32: error against step in
+# BENCHMARKS.md, "joint search per epoch, stop 32")
 
 Hyperparameters = collections.namedtuple("Hyperparameters",
                                          ["learning_rate", "momentum", "weight_decay"])

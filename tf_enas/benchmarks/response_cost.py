@@ -32,7 +32,7 @@ def _ratios(rows: list[dict]) -> list[dict]:
 
 def measure(quick: bool = False, epochs: int = 3, dataset: str = "mnist1d") -> list[dict]:
     """One row per response: first_epoch_s, epoch_s (mean of epochs 2..), ratio_to_none
-    (quick: no IFT row; its first epoch traces for a minute or more on 2 cores)."""
+    (quick: no IFT row, to keep --quick short)."""
     return _ratios([
         _row(method, cls, search_quality.search_config(dataset, 0, 1.0, quick, **overrides),
              epochs)
