@@ -84,21 +84,38 @@ class Implicit(ScoreFunction):
         self.solve = solve
         self.curvature = curvature
         self.jvp = jvp
-        # one traced graph for both halves, called from Python (traced_inline): the
-        # second-order graph is the costly one to trace and to optimize
+        # one traced graph each for both halves, called from Python (traced_inline): the
+        # costly graphs to trace and to optimize
         self._solve_half = tf.function(self._solve_half_eager, autograph=False)
         self._couple_half = tf.function(self._couple_half_eager, autograph=False)
+        self._child_gradients = tf.function(self._child_gradients_eager, autograph=False)
 
-    def _solve_half_eager(self, objective, children, values, x_val, y_val, x_tr, y_tr):
-        """(u, SolverInfo) of (E H + δI) u = E ∇_w L_val over the children given, u a 1-D
-        vector over the weights flattened in order: the solver's loop, the map over
-        children and their products carry one tensor, not one per weight (a smaller graph
-        to trace and optimize, and fewer ops per CG iteration)."""
+    def _child_gradients_eager(self, objective, children, x, y):
+        """[n, P]: ∇_w of the mean cross-entropy of each child on (x, y), flattened in
+        order: the IFT step's first-order gradients (the solve's right-hand side on the
+        validation batch, the couplings' data term on the training batch), traced once for
+        both batch sizes."""
         params = objective.weights()
         like = tf.TensorSpec([sum(p.shape.num_elements() for p in params)], tf.float32)
-        grads = tf.map_fn(lambda a: hypergrad.flatten(hypergrad.gradient(
-            lambda p: objective.val_loss(p, a, x_val, y_val), params)[1]), children,
+        return tf.map_fn(lambda a: hypergrad.flatten(hypergrad.gradient(
+            lambda p: objective.val_loss(p, a, x, y), params)[1]), children,
             fn_output_signature=like)
+
+    def _gradients(self, objective, children, x, y):
+        """_child_gradients, its trace asked for with the batch size left open first (a
+        cache lookup after the first call), so both batch sizes call that one trace."""
+        open_batch = lambda t: tf.TensorSpec([None, *t.shape[1:]], t.dtype)
+        self._child_gradients.get_concrete_function(objective, children, open_batch(x),
+                                                    open_batch(y))
+        return self._child_gradients(objective, children, x, y)
+
+    def _solve_half_eager(self, objective, children, values, val_gradient, x_tr, y_tr):
+        """(u, SolverInfo) of (E H + δI) u = E ∇_w L_val (val_gradient, 1-D) over the
+        children given, u a 1-D vector over the weights flattened in order: the solver's
+        loop, the map over children and their products carry one tensor, not one per
+        weight (a smaller graph to trace and optimize, and fewer ops per CG iteration)."""
+        params = objective.weights()
+        like = tf.TensorSpec(val_gradient.shape, tf.float32)
 
         def product(a, v):
             if self.curvature == "gauss_newton":
@@ -111,15 +128,20 @@ class Implicit(ScoreFunction):
         def matvec(v):
             return [tf.reduce_mean(tf.map_fn(lambda a: product(a, v[0]), (children, values),
                                              fn_output_signature=like), 0)]
-        u, info = self.solve(matvec, [tf.reduce_mean(grads, 0)])
+        u, info = self.solve(matvec, [val_gradient])
         return u[0], info
 
-    def _couple_half_eager(self, objective, children, values, u, x_tr, y_tr):
+    def _couple_half_eager(self, objective, children, values, u, train_gradients):
+        """(c, ∂c/∂h) per child, c = uᵀ∇_w L_train = uᵀ(train_gradients_i + ∇_w penalty)
+        (ChildObjective.train_loss = val_loss + penalty): only the penalty reads h, so
+        only it goes through ift_coupling's nested tapes, and no supernet pass is traced
+        here."""
         params = objective.weights()
-        return tf.map_fn(lambda a: ift_coupling(
-            lambda p, h: objective.train_loss(p, a[0], h, x_tr, y_tr), params, u, a[1]),
-            (children, values), fn_output_signature=(
+        c, dc = tf.map_fn(lambda a: ift_coupling(
+            lambda p, h: objective.penalty(p, objective.hyperparameters(a[0], h).weight_decay),
+            params, u, a[1]), (children, values), fn_output_signature=(
                 tf.TensorSpec([], tf.float32), tf.TensorSpec(values.shape[1:], tf.float32)))
+        return c + tf.linalg.matvec(train_gradients, u), dc
 
     def terms(self, objective, children, values, val_batch, train_batch):
         batch = children.shape[0]
@@ -127,9 +149,13 @@ class Implicit(ScoreFunction):
         def half(idx):
             return tf.gather(children, idx), tf.gather(values, idx)
 
+        val_gradients = self._gradients(objective, children, *val_batch)
+        train_gradients = self._gradients(objective, children, *train_batch)
         c, dc, baseline, infos = ift_cross_fit(
-            lambda idx: self._solve_half(objective, *half(idx), *val_batch, *train_batch),
-            lambda u, idx: self._couple_half(objective, *half(idx), u, *train_batch), batch)
+            lambda idx: self._solve_half(objective, *half(idx), tf.reduce_mean(
+                tf.gather(val_gradients, idx), 0), *train_batch),
+            lambda u, idx: self._couple_half(objective, *half(idx), u,
+                                             tf.gather(train_gradients, idx)), batch)
         solved = tf.reduce_all([i.converged & ~i.negative_curvature for i in infos])
         finite = tf.reduce_all(tf.math.is_finite(c)) & tf.reduce_all(tf.math.is_finite(dc))
         apply = solved & finite
