@@ -162,8 +162,11 @@ class ChildObjective:
         return hypergrad.flatten(out) + 2.0 * tf.repeat(per_weight, sizes) * vector
 
     def train_loss(self, params, child, values, x, y):
-        hp = self.hyperparameters(child, values)
-        return self.val_loss(params, child, x, y) + self.penalty(params, hp.weight_decay)
+        return self.val_loss(params, child, x, y) + self.child_penalty(params, child, values)
+
+    def child_penalty(self, params, child, values):
+        """L_train − L_val: the weight-decay penalty at the child's decay rates."""
+        return self.penalty(params, self.hyperparameters(child, values).weight_decay)
 
     def lookahead(self, params, velocity, child, values, x, y, steps, truncate=0):
         """w_K: `steps` heavy-ball steps of the child's own (η·lr_scale, μ, λ) from

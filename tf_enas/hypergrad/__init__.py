@@ -19,7 +19,8 @@ from tf_enas.hypergrad.unrolled import unrolled_hypergradient
 
 __all__ = [
     "SolverInfo", "adam_step", "conjugate_gradient", "dense_matrix", "dense_solve",
-    "flatten", "forward_hypergradient", "functional_loss", "gradient", "hessian", "hvp", "hvp_fn",
+    "flatten", "forward_hypergradient", "functional_loss", "gradient", "hessian", "hvp",
+    "hvp_fn",
     "implicit_hypergradient", "inverse_hvp", "make_solver", "model_params", "momentum_step",
     "neumann", "root_vjp", "sgd_step", "stationarity", "unflatten", "unrolled_hypergradient",
 ]

@@ -133,12 +133,12 @@ class Implicit(ScoreFunction):
 
     def _couple_half_eager(self, objective, children, values, u, train_gradients):
         """(c, ∂c/∂h) per child, c = uᵀ∇_w L_train = uᵀ(train_gradients_i + ∇_w penalty)
-        (ChildObjective.train_loss = val_loss + penalty): only the penalty reads h, so
+        (ChildObjective.train_loss = val_loss + child_penalty): only the penalty reads h, so
         only it goes through ift_coupling's nested tapes, and no supernet pass is traced
         here."""
         params = objective.weights()
         c, dc = tf.map_fn(lambda a: ift_coupling(
-            lambda p, h: objective.penalty(p, objective.hyperparameters(a[0], h).weight_decay),
+            lambda p, h: objective.child_penalty(p, a[0], h),
             params, u, a[1]), (children, values), fn_output_signature=(
                 tf.TensorSpec([], tf.float32), tf.TensorSpec(values.shape[1:], tf.float32)))
         return c + tf.linalg.matvec(train_gradients, u), dc
