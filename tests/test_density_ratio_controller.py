@@ -146,6 +146,19 @@ def test_fit_batch_loss_is_an_unbiased_estimate_of_the_full_fit_loss():
     np.testing.assert_allclose(draws.std(), expected_std, rtol=0.1)
 
 
+def test_fit_batch_above_the_trial_count_pads_without_changing_the_loss():
+    """Fewer trials than fit_batch: the subset is all of them, padded to fit_batch rows of
+    mask 0 (a static shape); the loss equals the unpadded loss over every trial."""
+    rng = np.random.default_rng(6)
+    trials = rng.integers(0, 3, (5, 2)).astype(np.int32)
+    mask = np.array([[1, 1], [1, 0], [1, 1], [0, 1], [1, 1]], np.float32)
+    c = DensityRatioController(SPACE, ControllerConfig(lstm_size=8, tanh_constant=None),
+                               seed=5, fit_batch=8)
+    padded = float(tf.function(lambda: c._fit_loss(c, trials, mask))())
+    c.fit_batch = None
+    np.testing.assert_allclose(padded, float(c._fit_loss(c, trials, mask)), rtol=1e-6)
+
+
 def test_fit_batch_must_be_a_positive_int_of_the_density_ratio_rule():
     from tf_enas.tuner.policy_oracle import PolicyUpdate
 
