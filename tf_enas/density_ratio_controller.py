@@ -126,7 +126,7 @@ class DensityRatioController(Controller):
         """−mean log p(x) − β_ent·mean H over `children` (0 for none; with fit_batch, over
         a uniform random subset of at most fit_batch of them, padded to fit_batch rows of
         mask 0: a static batch shape lets grappler drop the broadcast-gradient ops of a
-        dynamic one, about 13% of a search's overhead, BENCHMARKS.md)."""
+        dynamic one: 10–15% of a search's overhead, BENCHMARKS.md)."""
         n = tf.shape(children)[0]
         rows = n
         if self.fit_batch:
