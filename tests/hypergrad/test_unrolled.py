@@ -111,6 +111,19 @@ def test_gd_on_quadratic_matches_matrix_polynomial(method, truncate):
         assert rel_err(ref_lam, full_lam) > 1e-2 and rel_err(ref_eta, full_eta) > 1e-2
 
 
+@pytest.mark.parametrize("truncate, loops", [(None, 0), (3, 0), (5, 0), (1, 1)])
+def test_python_loop_traces_a_loop_only_for_undifferentiated_steps(truncate, loops):
+    """K = 3 static steps unrolled in Python: the K − T steps before the differentiated ones
+    run in a tf.while_loop, and none is built when K − T ≤ 0 (its body would trace a
+    whole train step that never runs)."""
+    a, b, w0, c, d = quadratic()
+    fn = make_fn("reverse_python", *quadratic_losses(a, b, c, d), truncate=truncate)
+    graph = fn.get_concrete_function([tf.constant(w0)], hparams0(), 3).graph.as_graph_def()
+    ops = [n.op for n in graph.node] + [n.op for f in graph.library.function
+                                         for n in f.node_def]
+    assert sum(op in ("While", "StatelessWhile") for op in ops) == loops
+
+
 def test_unrolled_approaches_implicit_answer_without_retracing():
     a, b, w0, c, d = quadratic()
     train_loss, val_loss = quadratic_losses(a, b, c, d)

@@ -41,6 +41,9 @@ def run(train_loss, optimizer, params, state, hparams, hyper, start, stop, max_s
     """
     start = tf.convert_to_tensor(start, tf.int32)
     stop = tf.convert_to_tensor(stop, tf.int32)
+    first, last = tf.get_static_value(start), tf.get_static_value(stop)
+    if first is not None and last is not None and last <= first:
+        return params, state  # no step: no loop, whose body would trace a train_step
     if max_steps is None:
         max_steps = tf.maximum(stop - start, 0)
 
@@ -91,5 +94,9 @@ def prepare(params, hparams, steps, optimizer, truncate):
     else:
         if isinstance(truncate, int) and truncate < 0:
             raise ValueError(f"truncate must be >= 0 or None, got {truncate}")
-        start = tf.maximum(steps - tf.convert_to_tensor(truncate, tf.int32), 0)
+        truncate = tf.convert_to_tensor(truncate, tf.int32)
+        k, t = tf.get_static_value(steps), tf.get_static_value(truncate)
+        # a constant where it is known, so that run() builds no loop for zero steps
+        start = (tf.maximum(steps - truncate, 0) if k is None or t is None
+                 else tf.constant(max(int(k) - int(t), 0), tf.int32))
     return params, hparams, steps, optimizer, start
