@@ -94,9 +94,9 @@ def prepare(params, hparams, steps, optimizer, truncate):
     else:
         if isinstance(truncate, int) and truncate < 0:
             raise ValueError(f"truncate must be >= 0 or None, got {truncate}")
-        truncate = tf.convert_to_tensor(truncate, tf.int32)
-        k, t = tf.get_static_value(steps), tf.get_static_value(truncate)
+        count = static_count(steps, truncate)
         # a constant where it is known, so that run() builds no loop for zero steps
-        start = (tf.maximum(steps - truncate, 0) if k is None or t is None
-                 else tf.constant(max(int(k) - int(t), 0), tf.int32))
+        start = (tf.maximum(steps - tf.convert_to_tensor(truncate, tf.int32), 0)
+                 if count is None else
+                 tf.constant(int(tf.get_static_value(steps)) - count, tf.int32))
     return params, hparams, steps, optimizer, start
