@@ -30,6 +30,13 @@ Hyperparameters = collections.namedtuple("Hyperparameters",
                                          ["learning_rate", "momentum", "weight_decay"])
 
 
+def _softmax_hessian(prob, u):
+    """H u for H the Hessian in the logits of the mean softmax cross-entropy over the rows
+    of each [N, K] block: (p_m ⊙ u_m − p_m p_mᵀu_m)/N (prob, u: [..., N, K])."""
+    rows = tf.cast(tf.shape(prob)[-2], prob.dtype)
+    return (prob * u - prob * tf.reduce_sum(prob * u, -1, keepdims=True)) / rows
+
+
 class ChildHyperparameters:
     """(η, μ, λ) of a child (child, values): its continuous value, else its grid choice,
     else the config's lr_max / momentum / l2. With weight_decay_per "layer" or "tensor" λ is
@@ -116,50 +123,81 @@ class ChildObjective:
         return tf.add_n([lam * tf.reduce_sum(tf.square(params[i]))
                          for i, lam in self.decay_rates(weight_decay).items()])
 
-    def gauss_newton_product(self, params, child, values, x, y, vector, jvp="reverse"):
-        """G v = Jᵀ H_ℓ J v + 2λ_k·v_k (decayed kernels): the generalized Gauss–Newton matrix of
-        L_train, positive semi-definite, on the weights flattened in order (vector and result
-        1-D, as hypergrad.flatten: a solver's loop then carries one tensor, and the
-        product's graph has no per-weight dot products). J = ∂logits/∂w, H_ℓ the Hessian of
-        the mean softmax cross-entropy in the logits, (H_ℓ u)_n = (p_n ⊙ u_n − p_n p_nᵀu_n)/N.
+    def gauss_newton_operator(self, params, children, values, x, jvp="reverse"):
+        """v ↦ G v, G = mean_i (J_iᵀ H_i J_i + 2λ_i⊙I) over the children (children [n, D],
+        values [n, C]): the generalized Gauss–Newton matrix of their mean L_train, positive
+        semi-definite, on the weights flattened in order (v and G v 1-D, as
+        hypergrad.flatten: a solver's loop then carries one tensor). J_i = ∂logits_i/∂w, H_i
+        the Hessian of the mean softmax cross-entropy in the logits,
+        (H u)_m = (p_m ⊙ u_m − p_m p_mᵀu_m)/N.
 
         jvp: how J v is taken. "reverse": two reverse passes, v ↦ ∇_u ⟨Jᵀu, v⟩ (exact to
         rounding; forward mode does not go through the supernet's tf.switch_case inside
-        tf.map_fn). "central_difference": (f(w + t v) − f(w − t v)) / 2t with
-        t = JVP_STEP·(1 + ‖w‖)/‖v‖, two forward passes and no second-order graph (faster to
-        trace, optimize and run; ReLU kinks and float32 rounding make G v off by about 0.3%
-        on the benchmark's supernet, BENCHMARKS.md)."""
+        tf.map_fn), each product with its own forward pass per child.
+        "central_difference": (f(w + t v) − f(w − t v)) / 2t with t = JVP_STEP·(1 + ‖w‖)/‖v‖,
+        two forward passes and no second-order graph (faster to trace, optimize and run; ReLU
+        kinks and float32 rounding make G v off by about 0.3% on the benchmark's supernet,
+        BENCHMARKS.md); the forward pass at w is taped here, once per child, and every
+        product's Jᵀ(H J v) is a backward pass over its stored activations (build the
+        operator outside a solver's loop). Its tape is persistent only in eager mode: in a
+        traced function apply it once (a solver's loop body), since under a persistent tape
+        each tf.switch_case of the supernet is traced as a function with its gradient
+        (TensorFlow's higher-order tape path): a slower trace, which is also why "reverse"
+        keeps its forward pass inside the product (BENCHMARKS.md, stop 34)."""
         if jvp not in JVPS:
             raise ValueError(f"jvp must be one of {JVPS}, got {jvp!r}")
-        # one forward pass for J v and Jᵀ; the tape is persistent only where J v needs it,
-        # since under a persistent tape each tf.switch_case of the supernet is traced as a
-        # function with its gradient (TensorFlow's higher-order tape path): a slower trace
-        with tf.GradientTape(persistent=jvp == "reverse") as inner:
-            inner.watch(params)
-            logits = self.logits(params, child, x)
+        sizes = [p.shape.num_elements() for p in params]
+
+        def decay(a):  # 2λ per weight of one child
+            rates = self.decay_rates(self.hyperparameters(a[0], a[1]).weight_decay)
+            per_weight = tf.stack([rates.get(i, 0.0) for i in range(len(params))])
+            return 2.0 * tf.repeat(per_weight, sizes)
+        mean_decay = tf.reduce_mean(tf.map_fn(decay, (children, values),
+                                              fn_output_signature=tf.float32), 0)
         if jvp == "reverse":
-            with tf.GradientTape() as outer:
-                u = tf.zeros_like(logits)
-                outer.watch(u)
-                jtu = inner.gradient(logits, params, output_gradients=u,
-                                     unconnected_gradients=tf.UnconnectedGradients.ZERO)
-                dot = tf.reduce_sum(hypergrad.flatten(jtu) * vector)
-            jv = outer.gradient(dot, u)
-        else:
+            like = tf.TensorSpec([sum(sizes)], tf.float32)
+            return lambda v: tf.reduce_mean(tf.map_fn(
+                lambda a: self._exact_gauss_newton_product(params, a, x, v), children,
+                fn_output_signature=like), 0) + mean_decay * v
+
+        with tf.GradientTape(persistent=tf.executing_eagerly()) as tape:
+            tape.watch(params)
+            logits = tf.map_fn(lambda a: self.logits(params, a, x), children,
+                               fn_output_signature=tf.float32)            # [n, N, K]
+        prob = tf.nn.softmax(logits)
+        n = tf.shape(children)[0]
+        signs = tf.repeat(tf.constant([1.0, -1.0]), n)  # f(w + t v), then f(w − t v)
+
+        def product(vector):
             t = JVP_STEP * (1.0 + tf.linalg.global_norm(params)) / tf.maximum(
                 tf.norm(vector), 1e-30)
             step = [t * d for d in hypergrad.unflatten(vector, params)]
-            jv = (self.logits([p + d for p, d in zip(params, step)], child, x)
-                  - self.logits([p - d for p, d in zip(params, step)], child, x)) / (2.0 * t)
-        p = tf.nn.softmax(logits)
-        hjv = (p * jv - p * tf.reduce_sum(p * jv, -1, keepdims=True)) / tf.cast(
-            tf.shape(logits)[0], logits.dtype)
-        out = inner.gradient(logits, params, output_gradients=hjv,
-                             unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        rates = self.decay_rates(self.hyperparameters(child, values).weight_decay)
-        per_weight = tf.stack([rates.get(i, 0.0) for i in range(len(params))])
-        sizes = [p.shape.num_elements() for p in params]
-        return hypergrad.flatten(out) + 2.0 * tf.repeat(per_weight, sizes) * vector
+            both = tf.map_fn(lambda a: self.logits([p + a[1] * d for p, d in zip(params, step)],
+                                                   a[0], x),
+                             (tf.concat([children, children], 0), signs),
+                             fn_output_signature=tf.float32)  # one traced forward pass
+            jv = (both[:n] - both[n:]) / (2.0 * t)
+            hjv = _softmax_hessian(prob, jv) / tf.cast(tf.shape(jv)[0], jv.dtype)  # mean over n
+            out = tape.gradient(logits, params, output_gradients=hjv,
+                                unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            return hypergrad.flatten(out) + mean_decay * vector
+        return product
+
+    def _exact_gauss_newton_product(self, params, child, x, vector):
+        """Jᵀ H J v of one child, J v by two reverse passes (1-D vector and result)."""
+        with tf.GradientTape(persistent=True) as inner:
+            inner.watch(params)
+            logits = self.logits(params, child, x)
+        with tf.GradientTape() as outer:
+            u = tf.zeros_like(logits)
+            outer.watch(u)
+            jtu = inner.gradient(logits, params, output_gradients=u,
+                                 unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            dot = tf.reduce_sum(hypergrad.flatten(jtu) * vector)
+        hjv = _softmax_hessian(tf.nn.softmax(logits), outer.gradient(dot, u))
+        return hypergrad.flatten(inner.gradient(
+            logits, params, output_gradients=hjv,
+            unconnected_gradients=tf.UnconnectedGradients.ZERO))
 
     def train_loss(self, params, child, values, x, y):
         return self.val_loss(params, child, x, y) + self.child_penalty(params, child, values)

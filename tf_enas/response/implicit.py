@@ -66,7 +66,7 @@ class Implicit(ScoreFunction):
     """Args: solve(matvec, b) -> (u, SolverInfo), e.g. hypergrad.make_solver("cg", ...);
     curvature: H is the training loss's Hessian (indefinite during a search: CG often
     meets negative curvature) or its generalized Gauss–Newton matrix (PSD);
-    jvp: how the Gauss–Newton product takes J v (ChildObjective.gauss_newton_product:
+    jvp: how the Gauss–Newton product takes J v (ChildObjective.gauss_newton_operator:
     "reverse", exact; "central_difference", no second-order graph);
     lookahead_steps/truncate: as ScoreFunction (the rewards' K)."""
 
@@ -112,23 +112,27 @@ class Implicit(ScoreFunction):
     def _solve_half_eager(self, objective, children, values, val_gradient, x_tr, y_tr):
         """(u, SolverInfo) of (E H + δI) u = E ∇_w L_val (val_gradient, 1-D) over the
         children given, u a 1-D vector over the weights flattened in order: the solver's
-        loop, the map over children and their products carry one tensor, not one per
-        weight (a smaller graph to trace and optimize, and fewer ops per CG iteration)."""
+        loop and the products carry one tensor, not one per weight (a smaller graph to
+        trace and optimize, and fewer ops per CG iteration). The Gauss–Newton operator
+        tapes the children's forward pass at w once, before the solver's loop."""
         params = objective.weights()
+        if self.curvature == "gauss_newton":
+            product = objective.gauss_newton_operator(params, children, values, x_tr,
+                                                      jvp=self.jvp)
+            return self._solve(product, val_gradient)
         like = tf.TensorSpec(val_gradient.shape, tf.float32)
 
-        def product(a, v):
-            if self.curvature == "gauss_newton":
-                return objective.gauss_newton_product(params, a[0], a[1], x_tr, y_tr, v,
-                                                      jvp=self.jvp)
+        def hessian_product(a, v):
             return hypergrad.flatten(hypergrad.hvp(
                 lambda p: objective.train_loss(p, a[0], a[1], x_tr, y_tr), params,
                 hypergrad.unflatten(v, params)))
+        return self._solve(lambda v: tf.reduce_mean(tf.map_fn(
+            lambda a: hessian_product(a, v), (children, values), fn_output_signature=like),
+            0), val_gradient)
 
-        def matvec(v):
-            return [tf.reduce_mean(tf.map_fn(lambda a: product(a, v[0]), (children, values),
-                                             fn_output_signature=like), 0)]
-        u, info = self.solve(matvec, [val_gradient])
+    def _solve(self, product, b):
+        """(u, SolverInfo) of (A + δI) u = b for 1-D b, product(v) = A v."""
+        u, info = self.solve(lambda v: [product(v[0])], [b])
         return u[0], info
 
     def _couple_half_eager(self, objective, children, values, u, train_gradients):
