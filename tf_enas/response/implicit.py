@@ -119,20 +119,15 @@ class Implicit(ScoreFunction):
         if self.curvature == "gauss_newton":
             product = objective.gauss_newton_operator(params, children, values, x_tr,
                                                       jvp=self.jvp)
-            return self._solve(product, val_gradient)
-        like = tf.TensorSpec(val_gradient.shape, tf.float32)
+        else:
+            like = tf.TensorSpec(val_gradient.shape, tf.float32)
 
-        def hessian_product(a, v):
-            return hypergrad.flatten(hypergrad.hvp(
-                lambda p: objective.train_loss(p, a[0], a[1], x_tr, y_tr), params,
-                hypergrad.unflatten(v, params)))
-        return self._solve(lambda v: tf.reduce_mean(tf.map_fn(
-            lambda a: hessian_product(a, v), (children, values), fn_output_signature=like),
-            0), val_gradient)
-
-    def _solve(self, product, b):
-        """(u, SolverInfo) of (A + δI) u = b for 1-D b, product(v) = A v."""
-        u, info = self.solve(lambda v: [product(v[0])], [b])
+            def product(v):  # the mean over the children of their Hessian-vector products
+                return tf.reduce_mean(tf.map_fn(lambda a: hypergrad.flatten(hypergrad.hvp(
+                    lambda p: objective.train_loss(p, a[0], a[1], x_tr, y_tr), params,
+                    hypergrad.unflatten(v, params))), (children, values),
+                    fn_output_signature=like), 0)
+        u, info = self.solve(lambda v: [product(v[0])], [val_gradient])
         return u[0], info
 
     def _couple_half_eager(self, objective, children, values, u, train_gradients):
