@@ -177,7 +177,7 @@ class ChildObjective:
                              (tf.concat([children, children], 0), signs),
                              fn_output_signature=tf.float32)  # one traced forward pass
             jv = (both[:n] - both[n:]) / (2.0 * t)
-            hjv = _softmax_hessian(prob, jv) / tf.cast(tf.shape(jv)[0], jv.dtype)  # mean over n
+            hjv = _softmax_hessian(prob, jv) / tf.cast(n, jv.dtype)  # the mean over children
             out = tape.gradient(logits, params, output_gradients=hjv,
                                 unconnected_gradients=tf.UnconnectedGradients.ZERO)
             return hypergrad.flatten(out) + mean_decay * vector
