@@ -12,6 +12,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tf_enas import response as response_lib
+from tf_enas.response.score_function import batch_losses
 
 
 class ControllerPhase:
@@ -90,18 +91,24 @@ class ControllerPhase:
 
     @tf.function(autograph=False)
     def _score_batch(self, x, y):
-        """(children, values, lookahead batch, losses, accuracies) of a sampled batch scored
-        by the score function's lookahead: one traced function for every step of a search
-        whose response runs from Python (its score-only steps and its response steps)."""
-        return self._sample_and_evaluate(x, y, self.score_only)[:5]
+        """(children, values, lookahead batch, losses, accuracies[, training gradients]) of
+        a sampled batch scored by the score function's lookahead: one traced function for
+        every step of a search whose response runs from Python (its score-only steps and
+        its response steps), with the children's ∇_w L_train if the response needs them."""
+        children, values, train_batch = self._sample_batch()
+        scored = batch_losses(self.score_only.lookahead_steps, self.score_only.truncate,
+                              self.response.needs_train_gradients)(
+            self.shared.objective, self.shared.state(), children, values, (x, y),
+            train_batch)
+        return (children, values, train_batch, *scored)
 
     def _python_step(self, x, y, estimator):
         """Sample, evaluate, update from Python, for a response that is not `traced_inline`:
         every step scores its batch with `_score_batch`; a response step adds the
         estimator's terms (its own traced functions)."""
-        children, values, train_batch, losses, accs = self._score_batch(x, y)
+        children, values, train_batch, losses, accs, *gradients = self._score_batch(x, y)
         terms, logs = estimator.terms(self.shared.objective, children, values, (x, y),
-                                      train_batch)
+                                      train_batch, *gradients)
         return self._update(children, values, losses, accs, self.rewards(losses, accs), terms,
                             self._weight(estimator), dict(logs))
 

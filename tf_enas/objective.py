@@ -206,14 +206,19 @@ class ChildObjective:
         """L_train − L_val: the weight-decay penalty at the child's decay rates."""
         return self.penalty(params, self.hyperparameters(child, values).weight_decay)
 
-    def lookahead(self, params, velocity, child, values, x, y, steps, truncate=0):
+    def lookahead(self, params, velocity, child, values, x, y, steps, truncate=0,
+                  first_gradient=None):
         """w_K: `steps` heavy-ball steps of the child's own (η·lr_scale, μ, λ) from
-        (params, velocity); the first `truncate` steps are not differentiated through."""
+        (params, velocity); the first `truncate` steps are not differentiated through.
+        first_gradient: ∇_w L_train at params on (x, y) (a list) where the caller has it."""
         hp = self.hyperparameters(child, values)
         hyper = {"learning_rate": hp.learning_rate * self.lr_scale(), "momentum": hp.momentum}
         for t in range(steps):
-            _, grads = hypergrad.gradient(
-                lambda p: self.train_loss(p, child, values, x, y), params)
+            if t == 0 and first_gradient is not None:
+                grads = first_gradient
+            else:
+                _, grads = hypergrad.gradient(
+                    lambda p: self.train_loss(p, child, values, x, y), params)
             params, velocity = HEAVY_BALL.update(params, grads, velocity, t, hyper)
             if t < truncate:
                 params = [tf.stop_gradient(p) for p in params]

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from tf_enas import data, hypergrad
 from tf_enas.response import leave_one_out_mean
+from tf_enas.response.score_function import batch_losses
 from tf_enas.search import Search
 from tests.test_search_joint import joint_config
 
@@ -121,21 +122,39 @@ def test_ift_terms_match_a_dense_solve(tmp_path, splits):
     assert np.all(terms.dloss_dvalues.numpy()[:, :2] == 0.0)  # learning rate, momentum
 
 
+def test_lookahead_given_its_first_gradient_scores_the_same(tmp_path, splits):
+    """batch_losses with the training gradients (an IFT search's scoring) gives the rewards
+    of the lookahead that computes its own first gradient, at K = 2."""
+    search = Search(joint_config(response="ift", lookahead_steps=2), str(tmp_path),
+                    splits=splits, verbose=0)
+    val, train = _batches(splits)
+    children, values = search.controller.sample(3)
+    args = (search.shared.objective, search.shared.state(), children, values, val, train)
+    plain = batch_losses(2, 0, False)(*args)
+    with_gradients = batch_losses(2, 0, True)(*args)
+    for a, b in zip(plain, with_gradients[:2]):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6)
+    assert with_gradients[2].shape == (3, sum(
+        v.shape.num_elements() for v in search.supernet.trainable_variables))
+
+
 def test_ift_coupling_gives_each_tensor_its_own_gradient(tmp_path, splits):
-    """Per-tensor decay, through the estimator's coupling (what its `evaluate` runs) with an
-    arbitrary u: c_i = u·∇_w L_train(a_i, h_i), ∂c_i/∂λ_k = 2u_k·W_k for kernel k alone
+    """Per-tensor decay, through the estimator's coupling (what its `evaluate` runs, with the
+    training gradients of the rewards' lookahead) and an arbitrary u: c_i = u·∇_w L_train(a_i, h_i), ∂c_i/∂λ_k = 2u_k·W_k for kernel k alone
     (its decision found by hand from its path), ∂c_i/∂(η, μ) = 0."""
     search = Search(joint_config(response="ift", weight_decay_per="tensor"), str(tmp_path),
                     splits=splits, verbose=0)
-    _, train = _batches(splits)
+    val, train = _batches(splits)
     children, values = search.controller.sample(2)
     obj = search.shared.objective
     params = obj.weights()
     rng = np.random.default_rng(0)
     u = [tf.constant(rng.normal(size=p.shape).astype(np.float32)) for p in params]
     ift = search.phase.response
-    c, dc = ift._couple_half(obj, children, values, hypergrad.flatten(u),
-                             ift._gradients(obj, children, *train))
+    # the training gradients the search couples with: its rewards' lookahead's
+    _, _, train_gradients = batch_losses(ift.lookahead_steps, ift.truncate, True)(
+        obj, search.shared.state(), children, values, val, train)
+    c, dc = ift._couple_half(obj, children, values, hypergrad.flatten(u), train_gradients)
     names = [d.name for d in search.config.decisions()]
     paths = [v.path.split("/") for v in search.supernet.trainable_variables]
     kernels = [k for k, p in enumerate(paths)
@@ -195,7 +214,8 @@ def test_central_difference_gauss_newton_gives_the_exact_ift_terms(tmp_path, spl
     out = {}
     for jvp in ("reverse", "central_difference"):
         ift = dataclasses.replace(config, gauss_newton_jvp=jvp).estimator()
-        terms, logs = ift.terms(search.shared.objective, children, values, val, train)
+        _, _, terms, logs = ift.evaluate(search.shared.objective, search.shared.state(),
+                                         children, values, val, train)
         assert float(logs["response/cg_converged"]) == 1.0
         assert float(logs["response/skipped"]) == 0.0
         out[jvp] = terms.score_weights.numpy(), terms.dloss_dvalues.numpy()

@@ -73,6 +73,7 @@ class Implicit(ScoreFunction):
     name = "ift"
     adds_term = True
     traced_inline = False  # its second-order graphs are traced and optimized once
+    needs_train_gradients = True  # the couplings' uᵀ∇_w L_train: the lookahead's gradient
 
     def __init__(self, solve, lookahead_steps: int = 0, truncate: int = 0,
                  curvature: str = "hessian", jvp: str = "reverse"):
@@ -91,23 +92,13 @@ class Implicit(ScoreFunction):
         self._child_gradients = tf.function(self._child_gradients_eager, autograph=False)
 
     def _child_gradients_eager(self, objective, children, x, y):
-        """[n, P]: ∇_w of the mean cross-entropy of each child on (x, y), flattened in
-        order: the IFT step's first-order gradients (the solve's right-hand side on the
-        validation batch, the couplings' data term on the training batch), traced once for
-        both batch sizes."""
+        """[n, P]: ∇_w of the mean cross-entropy of each child on (x, y) (the validation
+        batch: the solves' right-hand sides), flattened in order."""
         params = objective.weights()
         like = tf.TensorSpec([sum(p.shape.num_elements() for p in params)], tf.float32)
         return tf.map_fn(lambda a: hypergrad.flatten(hypergrad.gradient(
             lambda p: objective.val_loss(p, a, x, y), params)[1]), children,
             fn_output_signature=like)
-
-    def _gradients(self, objective, children, x, y):
-        """_child_gradients, its trace asked for with the batch size left open first (a
-        cache lookup after the first call), so both batch sizes call that one trace."""
-        open_batch = lambda t: tf.TensorSpec([None, *t.shape[1:]], t.dtype)
-        self._child_gradients.get_concrete_function(objective, children, open_batch(x),
-                                                    open_batch(y))
-        return self._child_gradients(objective, children, x, y)
 
     def _solve_half_eager(self, objective, children, values, val_gradient, x_tr, y_tr):
         """(u, SolverInfo) of (E H + δI) u = E ∇_w L_val (val_gradient, 1-D) over the
@@ -131,25 +122,28 @@ class Implicit(ScoreFunction):
         return u[0], info
 
     def _couple_half_eager(self, objective, children, values, u, train_gradients):
-        """(c, ∂c/∂h) per child, c = uᵀ∇_w L_train = uᵀ(train_gradients_i + ∇_w penalty)
-        (ChildObjective.train_loss = val_loss + child_penalty): only the penalty reads h, so
-        only it goes through ift_coupling's nested tapes, and no supernet pass is traced
-        here."""
+        """(c, ∂c/∂h) per child, c = uᵀ∇_w L_train (train_gradients, the lookahead's): only
+        the penalty (ChildObjective.train_loss = val_loss + child_penalty) reads h, so only
+        it goes through ift_coupling's nested tapes, and no supernet pass is traced here."""
         params = objective.weights()
-        c, dc = tf.map_fn(lambda a: ift_coupling(
+        _, dc = tf.map_fn(lambda a: ift_coupling(
             lambda p, h: objective.child_penalty(p, a[0], h),
             params, u, a[1]), (children, values), fn_output_signature=(
                 tf.TensorSpec([], tf.float32), tf.TensorSpec(values.shape[1:], tf.float32)))
-        return c + tf.linalg.matvec(train_gradients, u), dc
+        return tf.linalg.matvec(train_gradients, u), dc
 
-    def terms(self, objective, children, values, val_batch, train_batch):
+    def terms(self, objective, children, values, val_batch, train_batch,
+              train_gradients=None):
+        if train_gradients is None:
+            raise ValueError("the IFT couples each child through its ∇_w L_train on the "
+                             "lookahead batch: pass batch_losses's train_gradients (evaluate "
+                             "and ControllerPhase do)")
         batch = children.shape[0]
 
         def half(idx):
             return tf.gather(children, idx), tf.gather(values, idx)
 
-        val_gradients = self._gradients(objective, children, *val_batch)
-        train_gradients = self._gradients(objective, children, *train_batch)
+        val_gradients = self._child_gradients(objective, children, *val_batch)
         c, dc, baseline, infos = ift_cross_fit(
             lambda idx: self._solve_half(objective, *half(idx), tf.reduce_mean(
                 tf.gather(val_gradients, idx), 0), *train_batch),

@@ -10,6 +10,8 @@ import functools
 
 import tensorflow as tf
 
+from tf_enas import hypergrad
+
 
 def leave_one_out_mean(x):
     """b_i = (Σ_j x_j − x_i)/(B − 1): a baseline for sample i that does not depend on it."""
@@ -41,6 +43,8 @@ class ScoreFunction:
     # `terms` from its own traced functions, since a traced function called inside
     # another is optimized again per caller
     traced_inline = True
+    needs_train_gradients = False  # True: `terms` takes each child's ∇_w L_train at w on
+    # the lookahead batch, which the rewards' lookahead computes anyway (batch_losses)
 
     def __init__(self, lookahead_steps: int = 0, truncate: int = 0):
         self.lookahead_steps = lookahead_steps
@@ -48,31 +52,48 @@ class ScoreFunction:
 
     def evaluate(self, objective, state, children, values, val_batch, train_batch):
         """(losses [B], accuracies [B], ResponseTerms or None, logs dict) of a batch."""
-        losses, accs = batch_losses(self.lookahead_steps, self.truncate)(
+        losses, accs, *gradients = batch_losses(
+            self.lookahead_steps, self.truncate, self.needs_train_gradients)(
             objective, state, children, values, val_batch, train_batch)
-        terms, logs = self.terms(objective, children, values, val_batch, train_batch)
+        terms, logs = self.terms(objective, children, values, val_batch, train_batch,
+                                 *gradients)
         return losses, accs, terms, logs
 
-    def terms(self, objective, children, values, val_batch, train_batch):
+    def terms(self, objective, children, values, val_batch, train_batch,
+              train_gradients=None):
         """(ResponseTerms or None, logs dict): what the estimator adds to REINFORCE on a
-        batch that the score function's lookahead scores (here nothing)."""
+        batch that the score function's lookahead scores (here nothing). train_gradients:
+        batch_losses's, given to an estimator that `needs_train_gradients`."""
         return None, {}
 
 
 @functools.cache
-def batch_losses(lookahead_steps: int, truncate: int):
+def batch_losses(lookahead_steps: int, truncate: int, train_gradients: bool = False):
     """(L_val(a, w_K(a, h)) [B], accuracies [B]) of a batch of children, as one traced
-    function per (K, truncate): the score-only controller step and an IFT step (which needs
-    the same rewards) share its trace."""
+    function per (K, truncate, train_gradients): the score-only controller step and an IFT
+    step (which needs the same rewards) share its trace. train_gradients: also return
+    [B, P], each child's ∇_w L_train(a, h, w) on the lookahead batch at the shared weights
+    (flattened in order, hypergrad.flatten): the lookahead's first step, for an estimator
+    that `needs_train_gradients`."""
 
     def child_loss(objective, state, child, values, val_batch, train_batch):
         params, velocity = state
+        gradient = None
+        if train_gradients:
+            _, gradient = hypergrad.gradient(
+                lambda p: objective.train_loss(p, child, values, *train_batch), params)
         params = objective.lookahead(params, velocity, child, values, *train_batch,
-                                     lookahead_steps, truncate)
-        return loss_and_accuracy(objective.logits(params, child, val_batch[0]), val_batch[1])
+                                     lookahead_steps, truncate, first_gradient=gradient)
+        scores = loss_and_accuracy(objective.logits(params, child, val_batch[0]),
+                                   val_batch[1])
+        return (*scores, hypergrad.flatten(gradient)) if train_gradients else scores
 
     def losses(objective, state, children, values, val_batch, train_batch):
+        params = state[0]
+        like = (tf.TensorSpec([], tf.float32),) * 2 + (
+            (tf.TensorSpec([sum(p.shape.num_elements() for p in params)], tf.float32),)
+            if train_gradients else ())
         return tf.map_fn(
             lambda a: child_loss(objective, state, a[0], a[1], val_batch, train_batch),
-            (children, values), fn_output_signature=(tf.float32, tf.float32))
+            (children, values), fn_output_signature=like)
     return tf.function(losses, autograph=False)
