@@ -160,3 +160,29 @@ def test_shipped_flagfile_parses_and_validates(flagfile):
     finally:
         flags.FLAGS.unparse_flags()
     assert config.dataset == "mnist1d"
+
+
+@pytest.mark.parametrize("method,flagfile", [
+    ("joint, response=none", "mnist1d_joint.cfg"),
+    ("joint + unrolled", "mnist1d_joint_unrolled.cfg"),
+    ("joint + ift", "mnist1d_joint_ift.cfg")])
+def test_joint_methods_run_the_flagfiles_settings(method, flagfile):
+    """The benchmark's joint methods (whose cost BENCHMARKS.md reports as the flagfiles')
+    search with their flagfile's controller and response settings."""
+    from tf_enas.benchmarks import search_quality as sq
+    from tf_enas.bin import common_flags
+
+    path = Path(__file__).parents[1] / "flags" / flagfile
+    try:
+        flags.FLAGS(["tf-enas-search", f"--flagfile={path}", "--output_dir=/tmp/x"])
+        shipped = common_flags.search_config()
+    finally:
+        flags.FLAGS.unparse_flags()
+    _, overrides = sq.weight_sharing_methods()[method]
+    benchmarked = sq.search_config("mnist1d", 0, 5.0, False, **overrides)
+    fields = ("response", "response_every", "curvature", "gauss_newton_jvp",
+              "cg_iterations", "cg_tol", "cg_damping", "reward", "lookahead_steps",
+              "lookahead_batch_size", "controller_steps", "controller_batch",
+              "val_batch_size", "num_layers", "width", "batch_size")
+    assert ({f: getattr(benchmarked, f) for f in fields} ==
+            {f: getattr(shipped, f) for f in fields})
