@@ -140,8 +140,9 @@ def test_lookahead_given_its_first_gradient_scores_the_same(tmp_path, splits):
 
 def test_ift_coupling_gives_each_tensor_its_own_gradient(tmp_path, splits):
     """Per-tensor decay, through the estimator's coupling (what its `evaluate` runs, with the
-    training gradients of the rewards' lookahead) and an arbitrary u: c_i = u·∇_w L_train(a_i, h_i), ∂c_i/∂λ_k = 2u_k·W_k for kernel k alone
-    (its decision found by hand from its path), ∂c_i/∂(η, μ) = 0."""
+    training gradients of the rewards' lookahead) and an arbitrary u:
+    c_i = u·∇_w L_train(a_i, h_i), ∂c_i/∂λ_k = 2u_k·W_k for kernel k alone (its decision
+    found by hand from its path), ∂c_i/∂(η, μ) = 0."""
     search = Search(joint_config(response="ift", weight_decay_per="tensor"), str(tmp_path),
                     splits=splits, verbose=0)
     val, train = _batches(splits)

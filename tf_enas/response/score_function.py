@@ -89,11 +89,11 @@ def batch_losses(lookahead_steps: int, truncate: int, train_gradients: bool = Fa
         return (*scores, hypergrad.flatten(gradient)) if train_gradients else scores
 
     def losses(objective, state, children, values, val_batch, train_batch):
-        params = state[0]
-        like = (tf.TensorSpec([], tf.float32),) * 2 + (
-            (tf.TensorSpec([sum(p.shape.num_elements() for p in params)], tf.float32),)
-            if train_gradients else ())
+        like = [tf.TensorSpec([], tf.float32)] * 2  # a loss and an accuracy per child
+        if train_gradients:
+            like.append(tf.TensorSpec([sum(p.shape.num_elements() for p in state[0])],
+                                      tf.float32))
         return tf.map_fn(
             lambda a: child_loss(objective, state, a[0], a[1], val_batch, train_batch),
-            (children, values), fn_output_signature=like)
+            (children, values), fn_output_signature=tuple(like))
     return tf.function(losses, autograph=False)
