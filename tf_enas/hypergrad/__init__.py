@@ -6,7 +6,7 @@ Everything takes pure functions of lists of tensors (``train_loss(params, hparam
 enter through ``functional_loss`` (``model.stateless_call``). This package imports nothing
 else from tf_enas.
 """
-from tf_enas.hypergrad._lists import flatten, unflatten
+from tf_enas.hypergrad._lists import flatten, num_elements, unflatten
 from tf_enas.hypergrad.forward import forward_hypergradient
 from tf_enas.hypergrad.hvp import gradient, hessian, hvp, hvp_fn
 from tf_enas.hypergrad.implicit import (implicit_hypergradient, inverse_hvp, make_solver,
@@ -22,5 +22,5 @@ __all__ = [
     "flatten", "forward_hypergradient", "functional_loss", "gradient", "hessian", "hvp",
     "hvp_fn",
     "implicit_hypergradient", "inverse_hvp", "make_solver", "model_params", "momentum_step",
-    "neumann", "root_vjp", "sgd_step", "stationarity", "unflatten", "unrolled_hypergradient",
+    "neumann", "num_elements", "root_vjp", "sgd_step", "stationarity", "unflatten", "unrolled_hypergradient",
 ]

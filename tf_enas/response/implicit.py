@@ -95,7 +95,7 @@ class Implicit(ScoreFunction):
         """[n, P]: ∇_w of the mean cross-entropy of each child on (x, y) (the validation
         batch: the solves' right-hand sides), flattened in order."""
         params = objective.weights()
-        like = tf.TensorSpec([sum(p.shape.num_elements() for p in params)], tf.float32)
+        like = tf.TensorSpec([hypergrad.num_elements(params)], tf.float32)
         return tf.map_fn(lambda a: hypergrad.flatten(hypergrad.gradient(
             lambda p: objective.val_loss(p, a, x, y), params)[1]), children,
             fn_output_signature=like)

@@ -91,8 +91,7 @@ def batch_losses(lookahead_steps: int, truncate: int, train_gradients: bool = Fa
     def losses(objective, state, children, values, val_batch, train_batch):
         like = [tf.TensorSpec([], tf.float32)] * 2  # a loss and an accuracy per child
         if train_gradients:
-            like.append(tf.TensorSpec([sum(p.shape.num_elements() for p in state[0])],
-                                      tf.float32))
+            like.append(tf.TensorSpec([hypergrad.num_elements(state[0])], tf.float32))
         return tf.map_fn(
             lambda a: child_loss(objective, state, a[0], a[1], val_batch, train_batch),
             (children, values), fn_output_signature=tuple(like))
