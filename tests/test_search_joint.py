@@ -156,3 +156,35 @@ def test_a_new_estimator_plugs_into_the_loop(tmp_path, splits):
     assert 1 <= float(logs["response/cg_iterations"]) <= 30
     assert float(logs["controller/reward"]) < 0  # −L_val
     assert int(search.controller.num_updates.numpy()) == 1
+
+
+def test_unrolled_every_nth_step_is_the_continuous_decisions_only_signal(tmp_path, splits):
+    """response_every=3 with the unrolled response: the steps between its response steps
+    give the continuous decisions' heads exactly no gradient (no REINFORCE term for them),
+    and a response step weights its pathwise term by 3."""
+    config = joint_config(response="unrolled", response_every=3,
+                          controller=ControllerConfig(lstm_size=8, entropy_weight=0.0))
+    search = Search(config, str(tmp_path), splits=splits, verbose=0)
+    update = search.phase.update_policy
+    variables = search.controller.trainable_variables
+    heads = [i for i, v in enumerate(variables)
+             if v.name.startswith(("w_mu_", "w_sigma_", "b_sigma_"))]
+
+    def recording(children, values, rewards, terms, weight):  # runs inside the traced step
+        grads, _ = search.controller.gradients(children, values, rewards, response=terms,
+                                               response_weight=weight)
+        return update(children, values, rewards, terms, weight) | {
+            "test/heads": tf.add_n([tf.reduce_sum(tf.abs(grads[i])) for i in heads]),
+            "test/dloss": tf.reduce_sum(tf.abs(terms.dloss_dvalues)),
+            "test/weight": tf.constant(weight, tf.float32),
+            "test/score_continuous": tf.constant(float(terms.score_continuous))}
+
+    search.phase.update_policy = recording
+    x, y = tf.constant(splits.x_val[:32]), tf.constant(splits.y_val[:32])
+    logs = [{k: float(v) for k, v in search.controller_step(x, y).items()
+             if k.startswith(("test/", "response/computed"))} for _ in range(4)]
+    assert [entry["response/computed"] for entry in logs] == [1.0, 0.0, 0.0, 1.0]
+    assert [entry["test/weight"] for entry in logs] == [3.0] * 4
+    assert [entry["test/score_continuous"] for entry in logs] == [0.0] * 4
+    assert [entry["test/dloss"] > 0 for entry in logs] == [True, False, False, True]
+    assert [entry["test/heads"] > 0 for entry in logs] == [True, False, False, True]

@@ -3,9 +3,11 @@
 reward them and update the policy.
 
 Rewards: R = accuracy (ENAS; 0 if non-finite) or R = −min(L_val(a, w_K), cap) (−cap if
-non-finite). An estimator whose terms are an added expectation (`adds_term`, IFT) is
-weighted by `response_every` on the steps that compute it, so its expectation per step is
-unchanged; a pathwise replacement (unrolled) needs no weight.
+non-finite). A response term is weighted by n = `response_every` on the steps that compute
+it, so that its expectation per step is unchanged. A pathwise estimator (unrolled) replaces
+the continuous decisions' REINFORCE term, on its own steps and, through
+CategoricalScoreFunction, on the steps between: the continuous decisions learn from n× its
+term on every n-th step and from nothing else.
 """
 from __future__ import annotations
 
@@ -28,8 +30,10 @@ class ControllerPhase:
         self.x_train, self.y_train = x_train, y_train
         self.sample_children, self.update_policy = sample_children, update_policy
         self.response = config.estimator()
+        between = (response_lib.CategoricalScoreFunction if self.response.pathwise else
+                   response_lib.ScoreFunction)
         self.score_only = (self.response if config.response == "none" else
-                           response_lib.ScoreFunction(config.lookahead_steps, config.truncate))
+                           between(config.lookahead_steps, config.truncate))
         self.continuous = [d.name for d in config.decisions()]
         self.batch_rng = tf.random.Generator.from_seed(config.seed + 7919)
 
@@ -70,11 +74,12 @@ class ControllerPhase:
         children, values, _, losses, accs, terms, logs = self._sample_and_evaluate(
             x, y, estimator)
         return (children, values, losses, accs, self.rewards(losses, accs), terms,
-                self._weight(estimator), dict(logs))
+                self._weight(), dict(logs))
 
-    def _weight(self, estimator):
-        cfg = self.config
-        return cfg.response_weight * (cfg.response_every if estimator.adds_term else 1)
+    def _weight(self):
+        """The response term's weight: response_weight·n on the steps that compute it (the
+        steps between add no term, or CategoricalScoreFunction's zero one)."""
+        return self.config.response_weight * self.config.response_every
 
     @tf.function(autograph=False)
     def gradient_estimate(self, x, y, estimator):
@@ -110,7 +115,7 @@ class ControllerPhase:
         terms, logs = estimator.terms(self.shared.objective, children, values, (x, y),
                                       train_batch, *gradients)
         return self._update(children, values, losses, accs, self.rewards(losses, accs), terms,
-                            self._weight(estimator), dict(logs))
+                            self._weight(), dict(logs))
 
     def _update(self, children, values, losses, accs, rewards, terms, weight, logs):
         """Updates the policy; returns the step's logs."""

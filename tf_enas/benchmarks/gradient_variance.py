@@ -10,6 +10,13 @@ of one estimate and the signal-to-noise ratio of the budget's mean estimate,
     SNR_i = |mean_i| / (std_i / √n)     (n = estimates that fit in the budget),
 
 median over coordinates. SNR ≫ 1 means the budget's average points in a reliable direction.
+
+A search that computes the unrolled response on every n-th step (`response_every`) updates
+the policy with cycles of n steps; `schedules` composes each cycle's mean estimate from the
+measured single-step estimates (the cycle's time from their measured seconds):
+pathwise-only, the product's rule (n·pathwise on the response step, the categorical-only
+score function between), and the rule of stop 35 and before (the full score function
+between, the pathwise term unweighted).
 """
 from __future__ import annotations
 
@@ -32,6 +39,7 @@ def estimators(lookahead_steps: int = 1) -> dict:
     return {
         "score function (none)": response.ScoreFunction(lookahead_steps),
         "unrolled": response.Unrolled(lookahead_steps),
+        "score function, categorical only": response.CategoricalScoreFunction(lookahead_steps),
         "ift, Hessian": response.Implicit(solve, lookahead_steps, curvature="hessian"),
         "ift, Gauss-Newton": response.Implicit(solve, lookahead_steps,
                                                curvature="gauss_newton"),
@@ -48,8 +56,40 @@ def search_config(quick: bool, seed: int = 0) -> SearchConfig:
         retrain=RetrainConfig(optimizer="sgd"))
 
 
+def _row(name, samples, seconds, budget_s):
+    """Median std of one estimate and median SNR of the mean of the estimates (or cycles)
+    that fit in budget_s, `seconds` each."""
+    std = samples.std(0, ddof=1)
+    mean = np.abs(samples.mean(0))
+    snr = np.where(std > 0, mean / np.where(std > 0, std, 1.0), np.nan) * np.sqrt(
+        budget_s / seconds)
+    return {"estimator": name, "estimates": len(samples), "seconds_per_estimate": seconds,
+            "median_std": float(np.median(std)),
+            "median_snr_at_budget": float(np.nanmedian(snr)) if np.isfinite(snr).any()
+            else float("nan")}
+
+
+def schedules(samples: dict, seconds: dict, budget_s: float, every=(2, 3, 5)) -> list[dict]:
+    """Rows for the unrolled response on every n-th step: cycles of one pathwise estimate
+    and n − 1 score-function ones, composed from the measured single-step estimates."""
+    rows = []
+    pathwise = samples["unrolled"]
+    for n in every:
+        for label, between, weight in (
+                ("this rule", "score function, categorical only", n),
+                ("stop 35's rule", "score function (none)", 1)):
+            others = samples[between]
+            cycles = min(len(pathwise), len(others) // (n - 1))
+            mean = (weight * pathwise[:cycles] + others[:cycles * (n - 1)].reshape(
+                cycles, n - 1, -1).sum(1)) / n
+            rows.append(_row(f"unrolled on 1 step in {n}, {label}", mean,
+                             (n - 1) * seconds[between] + seconds["unrolled"], budget_s))
+    return rows
+
+
 def measure(quick: bool = False, budget_s: float = 60.0, seed: int = 0) -> list[dict]:
-    """One row per estimator: estimates, seconds per estimate, median std and SNR."""
+    """One row per estimator (estimates, seconds per estimate, median std and SNR), then
+    the `schedules` rows."""
     config = search_config(quick, seed)
     with tempfile.TemporaryDirectory() as out:
         search = Search(config, out, verbose=0)
@@ -57,22 +97,18 @@ def measure(quick: bool = False, budget_s: float = 60.0, seed: int = 0) -> list[
         variables = search.controller.trainable_variables
         heads = [i for i, v in enumerate(variables) if v.name.startswith(CONTINUOUS_HEADS)]
         x, y = search.x_val[:config.val_batch_size], search.y_val[:config.val_batch_size]
-        rows = []
+        samples, seconds = {}, {}
         for name, estimator in estimators(config.lookahead_steps).items():
             search.phase.gradient_estimate(x, y, estimator)  # trace
-            samples, start = [], time.time()
-            while time.time() - start < budget_s or len(samples) < 3:
+            drawn, start = [], time.time()
+            while time.time() - start < budget_s or len(drawn) < 3:
                 grads = search.phase.gradient_estimate(x, y, estimator)
-                samples.append(np.concatenate([np.ravel(grads[i].numpy()) for i in heads]))
-            seconds = time.time() - start
-            est = np.stack(samples)
-            std = est.std(0, ddof=1)
-            snr = np.abs(est.mean(0)) / (std / np.sqrt(len(est)) + 1e-30)
-            rows.append({"estimator": name, "estimates": len(est),
-                         "seconds_per_estimate": seconds / len(est),
-                         "median_std": float(np.median(std)),
-                         "median_snr_at_budget": float(np.median(snr))})
+                drawn.append(np.concatenate([np.ravel(grads[i].numpy()) for i in heads]))
+            samples[name] = np.stack(drawn)
+            seconds[name] = (time.time() - start) / len(drawn)
         search.close()
+    rows = [_row(name, samples[name], seconds[name], budget_s) for name in samples]
+    rows += schedules(samples, seconds, budget_s)
     base = rows[0]
     for r in rows:
         r["snr_ratio_to_score"] = r["median_snr_at_budget"] / base["median_snr_at_budget"]
@@ -88,6 +124,9 @@ def markdown(rows: list[dict], budget_s: float) -> str:
     out += [f"| {r['estimator']} | {r['estimates']} | {r['seconds_per_estimate']:.3f} | "
             f"{r['median_std']:.3g} | {r['median_snr_at_budget']:.2f} | "
             f"{r['snr_ratio_to_score']:.2f} |" for r in rows]
+    out.append("")
+    out.append("Cycles (the rows \"unrolled on 1 step in n\"): estimates = cycles "
+               "composed, s / estimate = one cycle's seconds.")
     return "\n".join(out)
 
 

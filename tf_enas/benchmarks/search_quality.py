@@ -91,7 +91,7 @@ def weight_sharing_methods() -> dict:
         "random (shared weights)": (RandomSearch, {}),
         "ENAS (architecture only)": (Search, {}),
         "joint, response=none": joint(response="none"),
-        "joint + unrolled": joint(response="unrolled", response_every=2),
+        "joint + unrolled": joint(response="unrolled", response_every=3),
         "joint + ift": joint(response="ift", response_every=10, curvature="gauss_newton",
                              gauss_newton_jvp="central_difference", cg_iterations=10,
                              cg_tol=0.5, cg_damping=0.1),

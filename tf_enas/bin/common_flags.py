@@ -160,7 +160,8 @@ def define_search_flags():
                       "Response estimator added to REINFORCE.")
     flags.DEFINE_float("response_weight", 1.0, "Weight of the response term.", lower_bound=0.0)
     flags.DEFINE_integer("response_every", 1, "Compute the response on every n-th controller "
-                         "step (an added term is scaled by n).", lower_bound=1)
+                         "step, its term weighted by n (unrolled: the continuous decisions "
+                         "learn from it alone).", lower_bound=1)
     flags.DEFINE_enum("solver", "cg", list(SOLVERS), "IFT: linear solver.")
     flags.DEFINE_integer("cg_iterations", 5, "IFT: solver iterations.", lower_bound=1)
     flags.DEFINE_float("cg_tol", 1e-2, "IFT: relative residual at which a solve counts as "

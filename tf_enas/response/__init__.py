@@ -6,10 +6,11 @@ update is the same code for all of them. A new estimator is one new class with a
 `evaluate` method (see ScoreFunction), registered here by name.
 """
 from tf_enas.response.implicit import CURVATURES, JVPS, Implicit, ift_coupling, ift_cross_fit
-from tf_enas.response.score_function import ScoreFunction, leave_one_out_mean
+from tf_enas.response.score_function import (CategoricalScoreFunction, ScoreFunction,
+                                             leave_one_out_mean)
 from tf_enas.response.unrolled import Unrolled
 
 ESTIMATORS = {"none": ScoreFunction, "unrolled": Unrolled, "ift": Implicit}
 
-__all__ = ["CURVATURES", "ESTIMATORS", "Implicit", "JVPS", "ScoreFunction", "Unrolled",
+__all__ = ["CURVATURES", "CategoricalScoreFunction", "ESTIMATORS", "Implicit", "JVPS", "ScoreFunction", "Unrolled",
            "ift_coupling", "ift_cross_fit", "leave_one_out_mean"]

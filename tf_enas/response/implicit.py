@@ -71,7 +71,6 @@ class Implicit(ScoreFunction):
     lookahead_steps/truncate: as ScoreFunction (the rewards' K)."""
 
     name = "ift"
-    adds_term = True
     traced_inline = False  # its second-order graphs are traced and optimized once
     needs_train_gradients = True  # the couplings' uᵀ∇_w L_train: the lookahead's gradient
 

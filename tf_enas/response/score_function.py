@@ -11,6 +11,7 @@ import functools
 import tensorflow as tf
 
 from tf_enas import hypergrad
+from tf_enas.controller import ResponseTerms
 
 
 def leave_one_out_mean(x):
@@ -37,12 +38,13 @@ class ScoreFunction:
     """
 
     name = "none"
-    adds_term = False  # True: the terms are an added expectation (scaled by response_every)
-    # False: the search runs every controller step from Python (ControllerPhase): the
+    pathwise = False  # True: its term replaces the continuous decisions' REINFORCE term,
+    # and a search computing it on every n-th step keeps them out of REINFORCE on the
+    # steps between (CategoricalScoreFunction)
+    traced_inline = True  # False: the search runs every controller step from Python (ControllerPhase): the
     # batch is scored by one traced lookahead shared by all steps and the estimator adds
     # `terms` from its own traced functions, since a traced function called inside
     # another is optimized again per caller
-    traced_inline = True
     needs_train_gradients = False  # True: `terms` takes each child's ∇_w L_train at w on
     # the lookahead batch, which the rewards' lookahead computes anyway (batch_losses)
 
@@ -65,6 +67,21 @@ class ScoreFunction:
         batch that the score function's lookahead scores (here nothing). train_gradients:
         batch_losses's, given to an estimator that `needs_train_gradients`."""
         return None, {}
+
+
+class CategoricalScoreFunction(ScoreFunction):
+    """REINFORCE on the categorical decisions only: the steps between a pathwise
+    estimator's response steps, so that the continuous decisions learn from the pathwise
+    term alone (weighted by response_every where it is computed) instead of from a
+    REINFORCE term whose noise is about 1,000× its signal (BENCHMARKS.md,
+    "controller-gradient variance")."""
+
+    name = "categorical score function"
+
+    def terms(self, objective, children, values, val_batch, train_batch,
+              train_gradients=None):
+        zeros = tf.zeros(tf.shape(values)[:1])
+        return ResponseTerms(zeros, tf.zeros_like(values), score_continuous=False), {}
 
 
 @functools.cache

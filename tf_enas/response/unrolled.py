@@ -19,6 +19,7 @@ class Unrolled(ScoreFunction):
     "checkpointed" (√K checkpoints and recomputation: long horizons in bounded memory)."""
 
     name = "unrolled"
+    pathwise = True
 
     def __init__(self, lookahead_steps: int = 1, truncate: int = 0, memory: str = "full"):
         if lookahead_steps < 1:
