@@ -77,7 +77,7 @@ def test_continuous_values_and_response_terms_are_refused():
 def test_candidates_are_policy_draws_then_local_moves_of_the_good_trials():
     from tf_enas.density_ratio_controller import MOVE_PROB
 
-    space = SearchSpace(choices={f"d{i}": tuple(range(5)) for i in range(6)})
+    space = SearchSpace(choices={f"d{i}": tuple("abcde") for i in range(6)})
     c = DensityRatioController(space, seed=2)
     assert c.candidate_rows(4).shape == (4, 6)  # nothing scored yet: draws only
     children = np.array([[1, 2, 3, 4, 0, 1], [0, 0, 0, 0, 0, 0], [4, 4, 4, 4, 4, 4]],
@@ -89,6 +89,38 @@ def test_candidates_are_policy_draws_then_local_moves_of_the_good_trials():
     changed = (rows[3000:] != children[0]).mean(0)
     se = np.sqrt(MOVE_PROB * 0.8 * (1 - MOVE_PROB * 0.8) / 3000)
     np.testing.assert_array_less(np.abs(changed - MOVE_PROB * 0.8), 4 * se)
+
+
+def test_a_local_move_steps_a_numeric_grid_by_one_value():
+    """A numeric grid's move goes to a neighbouring value, either way with probability ½
+    (at an end of the grid: the one neighbour), where a categorical decision is redrawn."""
+    from tf_enas.density_ratio_controller import MOVE_PROB
+
+    space = SearchSpace(choices={"lr": (0.1, 0.01, 0.001, 1e-4, 1e-5), "units": (8, 16, 32),
+                                 "depth": (1, 2, 3, 4, 5), "act": ("relu", "tanh", "elu")})
+    c = DensityRatioController(space, seed=3)
+    good = np.array([[0, 2, 2, 1]], np.int32)
+    moves = c.candidate_rows(4000, (good, [1.0]))[4000:]
+    changed = moves != good[0]
+    se = np.sqrt(MOVE_PROB * (1 - MOVE_PROB) / 4000)
+    for j, allowed in ((0, {1: 1.0}), (1, {1: 1.0}), (2, {1: 0.5, 3: 0.5})):
+        values = moves[changed[:, j], j]
+        assert set(values) == set(allowed)  # one grid step, never further
+        for value, p in allowed.items():
+            share = (values == value).mean()
+            assert abs(share - p) < 4 * np.sqrt(p * (1 - p) / len(values)) + 1e-12
+        assert abs(changed[:, j].mean() - MOVE_PROB) < 4 * se  # a step always moves
+    # the categorical decision: a uniform redraw, so it differs with probability MOVE_PROB·2/3
+    assert abs(changed[:, 3].mean() - MOVE_PROB * 2 / 3) < 4 * se
+
+
+@pytest.mark.parametrize("values, expected", [
+    ((8, 16, 32), True), ((0.1, 0.01, 0.001), True), ((1, 2), False), ((1, 3, 2), False),
+    (("relu", "tanh", "elu"), False), ((False, True, True), False), ((1, 1, 2), False)])
+def test_ordinal_grids_are_three_or_more_numbers_in_order(values, expected):
+    from tf_enas.density_ratio_controller import ordinal
+
+    assert ordinal(values) is expected
 
 
 def test_steps_in_one_call_equal_single_steps_and_trace_once():
