@@ -110,7 +110,7 @@ def test_a_local_move_steps_a_numeric_grid_by_one_value():
             share = (values == value).mean()
             assert abs(share - p) < 4 * np.sqrt(p * (1 - p) / len(values)) + 1e-12
         assert abs(changed[:, j].mean() - MOVE_PROB) < 4 * se  # a step always moves
-    # the categorical decision: a uniform redraw, so it differs with probability MOVE_PROB·2/3
+    # the categorical decision: a uniform redraw (differs with probability MOVE_PROB·2/3)
     assert abs(changed[:, 3].mean() - MOVE_PROB * 2 / 3) < 4 * se
 
 

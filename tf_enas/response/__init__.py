@@ -12,5 +12,5 @@ from tf_enas.response.unrolled import Unrolled
 
 ESTIMATORS = {"none": ScoreFunction, "unrolled": Unrolled, "ift": Implicit}
 
-__all__ = ["CURVATURES", "CategoricalScoreFunction", "ESTIMATORS", "Implicit", "JVPS", "ScoreFunction", "Unrolled",
-           "ift_coupling", "ift_cross_fit", "leave_one_out_mean"]
+__all__ = ["CURVATURES", "CategoricalScoreFunction", "ESTIMATORS", "Implicit", "JVPS",
+           "ScoreFunction", "Unrolled", "ift_coupling", "ift_cross_fit", "leave_one_out_mean"]

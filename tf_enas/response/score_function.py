@@ -41,10 +41,10 @@ class ScoreFunction:
     pathwise = False  # True: its term replaces the continuous decisions' REINFORCE term,
     # and a search computing it on every n-th step keeps them out of REINFORCE on the
     # steps between (CategoricalScoreFunction)
-    traced_inline = True  # False: the search runs every controller step from Python (ControllerPhase): the
-    # batch is scored by one traced lookahead shared by all steps and the estimator adds
-    # `terms` from its own traced functions, since a traced function called inside
-    # another is optimized again per caller
+    traced_inline = True  # False: the search runs every controller step from Python
+    # (ControllerPhase): the batch is scored by one traced lookahead shared by all steps
+    # and the estimator adds `terms` from its own traced functions, since a traced
+    # function called inside another is optimized again per caller
     needs_train_gradients = False  # True: `terms` takes each child's ∇_w L_train at w on
     # the lookahead batch, which the rewards' lookahead computes anyway (batch_losses)
 
