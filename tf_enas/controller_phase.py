@@ -14,7 +14,6 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tf_enas import response as response_lib
-from tf_enas.response.score_function import batch_losses
 
 
 class ControllerPhase:
@@ -101,10 +100,9 @@ class ControllerPhase:
         every step of a search whose response runs from Python (its score-only steps and
         its response steps), with the children's ∇_w L_train if the response needs them."""
         children, values, train_batch = self._sample_batch()
-        scored = batch_losses(self.score_only.lookahead_steps, self.score_only.truncate,
-                              self.response.needs_train_gradients)(
-            self.shared.objective, self.shared.state(), children, values, (x, y),
-            train_batch)
+        scored = self.score_only.scores(self.shared.objective, self.shared.state(), children,
+                                        values, (x, y), train_batch,
+                                        self.response.needs_train_gradients)
         return (children, values, train_batch, *scored)
 
     def _python_step(self, x, y, estimator):

@@ -20,7 +20,6 @@ import numpy as np
 import tensorflow as tf
 
 from tf_enas.benchmarks import search_quality
-from tf_enas.response.score_function import batch_losses
 
 TOLERANCES = (0.1, 0.2, 0.3, 0.5, 0.7)
 
@@ -53,8 +52,8 @@ def measure(tolerances=TOLERANCES, samples: int = 5, batches: int = 5, epochs: i
                                              *train(reference_rows))
             for _ in range(batches):
                 batch = train(config.lookahead_batch_size)
-                gradients = batch_losses(config.lookahead_steps, config.truncate, True)(
-                    objective, search.shared.state(), *b, batch, batch)[2]
+                gradients = reference.scores(objective, search.shared.state(), *b, batch,
+                                             batch, train_gradients=True)[2]
                 c_ref, dc_ref = reference._couple_half(objective, *b, u_ref, gradients)
                 for t, estimator in estimators.items():
                     u, info = estimator._solve_half(objective, *a, rhs, *batch)

@@ -22,5 +22,6 @@ __all__ = [
     "flatten", "forward_hypergradient", "functional_loss", "gradient", "hessian", "hvp",
     "hvp_fn",
     "implicit_hypergradient", "inverse_hvp", "make_solver", "model_params", "momentum_step",
-    "neumann", "num_elements", "root_vjp", "sgd_step", "stationarity", "unflatten", "unrolled_hypergradient",
+    "neumann", "num_elements", "root_vjp", "sgd_step", "stationarity", "unflatten",
+    "unrolled_hypergradient",
 ]

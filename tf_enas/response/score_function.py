@@ -54,12 +54,18 @@ class ScoreFunction:
 
     def evaluate(self, objective, state, children, values, val_batch, train_batch):
         """(losses [B], accuracies [B], ResponseTerms or None, logs dict) of a batch."""
-        losses, accs, *gradients = batch_losses(
-            self.lookahead_steps, self.truncate, self.needs_train_gradients)(
-            objective, state, children, values, val_batch, train_batch)
+        losses, accs, *gradients = self.scores(objective, state, children, values, val_batch,
+                                               train_batch, self.needs_train_gradients)
         terms, logs = self.terms(objective, children, values, val_batch, train_batch,
                                  *gradients)
         return losses, accs, terms, logs
+
+    def scores(self, objective, state, children, values, val_batch, train_batch,
+               train_gradients=False):
+        """(losses [B], accuracies [B][, training gradients [B, P]]) of a batch after this
+        estimator's lookahead (batch_losses: one trace per K, truncate, train_gradients)."""
+        return batch_losses(self.lookahead_steps, self.truncate, train_gradients)(
+            objective, state, children, values, val_batch, train_batch)
 
     def terms(self, objective, children, values, val_batch, train_batch,
               train_gradients=None):
