@@ -73,6 +73,8 @@ class DensityRatioController(Controller):
                  fit_batch: int | None = None):
         super().__init__(space, config, seed=seed, name=name)
         self.fit_batch = fit_batch
+        # bool [D]: the numeric grids, which a local move steps along instead of redrawing
+        self._ordinal = np.array([ordinal(d.values) for d in self.space.decisions])
 
     def _build_heads(self, lstm_size, seed):
         # built with the heads, so that Controller's one Adam covers both networks
@@ -94,12 +96,6 @@ class DensityRatioController(Controller):
                            (u[2] * sizes).astype(np.int32))
         return np.concatenate([draws, np.where(u[1] < MOVE_PROB, redrawn, base)]).astype(
             np.int32)
-
-    @property
-    def _ordinal(self) -> np.ndarray:
-        """bool [D]: the decisions whose ≥ 3 values are numbers in increasing or decreasing
-        order (a numeric grid), which a local move steps along instead of redrawing."""
-        return np.array([ordinal(d.values) for d in self.space.decisions])
 
     @tf.function(autograph=False, reduce_retracing=True)
     def proposal_score(self, children, mask=None):
